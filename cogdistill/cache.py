@@ -6,8 +6,10 @@ and the sampling parameters including seed and sample index. Sampled generations
 collapse into one entry (lm-evaluation-harness issue #3046).
 
 Each entry is written to a temporary file and renamed into place, so a kill at any moment
-leaves either the whole entry or none; an unreadable entry counts as a miss and is rewritten.
-Several processes may share one cache: they only ever add whole files.
+leaves either the whole entry or none (at most a stray `.tmp-*.part` file, which is never
+read); an unreadable entry counts as a miss and is rewritten. Several processes may share one
+cache: they only ever add whole files. A cache that cannot be written (disk full, read-only)
+stops the job with a CacheError that says where and what to do; entries already written stay.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from cogdistill.engines import Generation
+from cogdistill.errors import CogdistillError
 
 FORMAT = 1  # bump when the entry layout changes; old entries then miss instead of misleading
 
@@ -35,6 +38,10 @@ def generation_key(*, weights: str, engine: str, engine_version: str, prompt: st
         "seed": None if greedy else seed, "max_tokens": max_tokens, "sample_idx": sample_idx,
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+class CacheError(CogdistillError):
+    pass
 
 
 class GenerationCache:
@@ -64,17 +71,25 @@ class GenerationCache:
 
     def put(self, key: str, gen: Generation) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data: Dict = asdict(gen)
         data["token_ids"] = list(gen.token_ids) if gen.token_ids is not None else None
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        tmp = None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # not *.json: a temporary file left by a kill is never taken for an entry
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
             with os.fdopen(fd, "w") as fh:
                 json.dump(data, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
+        except BaseException as exc:
+            if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):  # disk full, quota, read-only, permissions: the user's to fix
+                raise CacheError(
+                    f"cannot write the generation cache at {self.root} ({exc.strerror or exc}). Free space "
+                    "there, or set COGDISTILL_CACHE_DIR to a writable folder with room (the cache then starts "
+                    "empty). Generations cached so far are kept: re-running generates only the rest."
+                ) from None
             raise

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -66,6 +67,7 @@ class ModelConfig:
     engine_kwargs: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # engine -> settings
     license: Optional[str] = None
     notes: Optional[str] = None
+    training_run: Optional[str] = None  # MLflow run id of the cogdistill.train run that made it
 
 
 @dataclass
@@ -92,6 +94,9 @@ class TaskConfig:
     prompt: str = MISSING  # str.format template over the item table's columns
     scorer: str = "integer"
     max_items: Optional[int] = None  # first N items by item_id, for quick runs
+    # cogdistill.train's split (cogdistill/tasks/split.py): train = sha256(item_id) % split_k == 0
+    items_split: Optional[str] = None  # null: every item; train | heldout
+    split_k: int = 3
     # kind: generic only: {cogdistill column: your file's column}, e.g. {item_id: stim, rt_ms: RT}
     columns: Dict[str, str] = field(default_factory=dict)
     license: Optional[str] = None
@@ -187,6 +192,7 @@ class AnalysisConfig:
     bootstrap: int = 2000
     ci: float = 0.95
     seed: int = 0
+    report: bool = True  # build the comparison report at the end of a sweep (cogdistill.report)
 
 
 @dataclass
@@ -225,17 +231,56 @@ class ConfigError(CogdistillError, ValueError):
     """A config that composes but cannot run; the message names the file and the fix."""
 
 
+def config_roots() -> List[Path]:
+    """conf/ and the folders added with hydra.searchpath=[file://...] (a user's own models)."""
+    roots = [CONF_DIR]
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        roots += [Path(p[len("file://"):]) for p in HydraConfig.get().searchpath if str(p).startswith("file://")]
+    return roots
+
+
 def model_file(name: str) -> Path:
+    for root in config_roots():
+        if (root / "model" / f"{name}.yaml").is_file():
+            return root / "model" / f"{name}.yaml"
     return CONF_DIR / "model" / f"{name}.yaml"
 
 
 def available(group: str) -> List[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    return sorted({p.stem for root in config_roots() for p in (root / group).glob("*.yaml")})
 
 
-def _did_you_mean(name: str, options: List[str]) -> str:
+def did_you_mean(name: str, options: List[str]) -> str:
     close = difflib.get_close_matches(name, options, n=1)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def stays_inside(rel: str) -> bool:
+    """True for a relative path that cannot leave the folder it is joined to: a path read from a
+    config (mirror_path, weight parts) must not reach /etc/passwd through `..` or a leading '/'."""
+    path = PurePath(rel)
+    return bool(rel.strip()) and not path.is_absolute() and ".." not in path.parts
+
+
+def is_sha256(text: str) -> bool:
+    return re.fullmatch(r"[0-9a-fA-F]{64}", text or "") is not None
+
+
+def check_openai_settings(settings: Dict[str, Any], where: str) -> None:
+    """Secrets must never reach a config: MLflow logs engine settings as params, Hydra saves them."""
+    from urllib.parse import urlsplit
+
+    env = settings.get("api_key_env")
+    if env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+        raise ConfigError(f"{where}api_key_env is not an environment variable name; it must NAME the variable "
+                          "holding the key (e.g. OPENAI_API_KEY), never hold the key itself.")
+    url = urlsplit(str(settings.get("base_url") or ""))
+    if url.username or url.password or url.query:
+        raise ConfigError(f"{where}base_url carries credentials or a query string, which would be logged with "
+                          "the run; give only scheme://host:port/v1 and put the key in the variable named by "
+                          "engine.api_key_env.")
 
 
 def validate(cfg: DictConfig) -> Config:
@@ -247,6 +292,11 @@ def validate(cfg: DictConfig) -> Config:
 
     job: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     model = job.model
+    # names become file names (cache folders, MLflow artifacts): no '/' or '..' may steer them elsewhere
+    for what, name in [("model", model.name), *(("task", t.name) for t in job.task.values())]:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*", name):
+            raise ConfigError(f"{what} `name: {name}`: use letters, digits and . _ + - only (it names files); "
+                              f"normally the config file's name, e.g. conf/{what}/<name>.yaml.")
     src = model_file(model.name)
     required = {Role.student: ("teacher", "base"), Role.rl: ("base",)}.get(model.role, ())
     for link in ("teacher", "base"):
@@ -258,14 +308,25 @@ def validate(cfg: DictConfig) -> Config:
             continue
         if not model_file(target).exists():
             raise ConfigError(f"{src}: `{link}: {target}` names no file conf/model/{target}.yaml."
-                              + _did_you_mean(target, available("model")))
+                              + did_you_mean(target, available("model")))
     engine_name = job.engine.name
     if engine_name != "auto" and engine_name not in ENGINES:
-        raise ConfigError(f"engine '{engine_name}' is not registered; known: {sorted(ENGINES)}.")
+        raise ConfigError(f"engine '{engine_name}' is not registered; known: {sorted(ENGINES)}."
+                          + did_you_mean(engine_name, sorted(ENGINES)))
     if model.engine and model.engine not in ENGINES:
         raise ConfigError(
             f"{src}: `engine: {model.engine}` is not a registered engine; known: {sorted(ENGINES)}."
+            + did_you_mean(model.engine, sorted(ENGINES))
         )
+    if model.max_tokens < 1:
+        raise ConfigError(f"{src}: `max_tokens: {model.max_tokens}` leaves no room to generate; "
+                          "set a positive token budget (model.max_tokens=256).")
+    if job.sampling.max_tokens is not None and job.sampling.max_tokens < 1:
+        raise ConfigError(f"sampling.max_tokens={job.sampling.max_tokens}: must be at least 1, or null to use "
+                          "the model's max_tokens.")
+    if isinstance(job.engine, OpenAIEngineConfig):
+        check_openai_settings(vars(job.engine), "engine.")
+    check_openai_settings(dict(model.engine_kwargs.get("openai", {})), f"{src}: engine_kwargs.openai.")
     if not job.task:
         raise ConfigError("no task selected: pass task=[<name>,...]; known: " + ", ".join(available("task")))
     for key, task in job.task.items():
@@ -273,18 +334,21 @@ def validate(cfg: DictConfig) -> Config:
         if task.kind not in TASK_KINDS:
             raise ConfigError(
                 f"{tfile}: `kind: {task.kind}` is not a registered task kind; known: {sorted(TASK_KINDS)}."
+                + did_you_mean(task.kind, sorted(TASK_KINDS))
             )
         if task.scorer not in SCORERS:
             raise ConfigError(
                 f"{tfile}: `scorer: {task.scorer}` is not a registered scorer; known: {sorted(SCORERS)}."
+                + did_you_mean(task.scorer, sorted(SCORERS))
             )
         if task.difficulty.measure not in MEASURES:
             raise ConfigError(
                 f"{tfile}: `difficulty.measure: {task.difficulty.measure}` must be one of "
-                f"{', '.join(MEASURES)}."
+                f"{', '.join(MEASURES)}." + did_you_mean(task.difficulty.measure, list(MEASURES))
             )
     if job.analysis.cost not in ("auto", "reasoning_tokens", "total_tokens"):
-        raise ConfigError(f"analysis.cost={job.analysis.cost}: use auto, reasoning_tokens or total_tokens.")
+        raise ConfigError(f"analysis.cost={job.analysis.cost}: use auto, reasoning_tokens or total_tokens."
+                          + did_you_mean(job.analysis.cost, ["auto", "reasoning_tokens", "total_tokens"]))
     if job.sampling.n < 1:
         raise ConfigError(f"sampling.n={job.sampling.n}: must be at least 1.")
     return job

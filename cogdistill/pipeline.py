@@ -142,6 +142,8 @@ def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
         "task": ",".join(t.name for t in tasks), "study": job.study, "hf_id": model.hf_id,
         "cogdistill.kind": "job", "cogdistill.host": socket.gethostname(), "cogdistill.pid": str(os.getpid()),
     }
+    if model.training_run:  # a model trained by cogdistill.train: link back to its training run
+        tags["trained_by"] = model.training_run
     run = JobRun(job, cfg, tags=tags, run_name=model.name)
     if run.already_finished:
         console.print(f"[green]{model.name}: already finished in this sweep (MLflow run {run.run_id}); skipped.[/]")

@@ -110,6 +110,8 @@ def alignment(task: str, per_item: pl.DataFrame, traces: pl.DataFrame, cost: str
         note = "no human difficulty data for this task: accuracy and cost only"
     elif len(x) < 3:
         note = f"{len(x)} item(s): r needs at least 3"
+    elif np.ptp(x) == 0:
+        note = "every item has the same human difficulty: r is undefined"
     elif np.ptp(y) == 0:
         note = "every item cost the same number of tokens: r is undefined"
     return Alignment(

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
+import random
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -19,8 +22,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from cogdistill.config import REPO_ROOT, Config, TrackingConfig
+from cogdistill.errors import CogdistillError
 
 PARENT_FILE = "mlflow_parent_run.json"
+log = logging.getLogger(__name__)
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
@@ -66,7 +71,52 @@ def _client(cfg: TrackingConfig):
     uri = tracking_uri(cfg)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        return SqliteRetry(MlflowClient(tracking_uri=uri), uri), uri
     return MlflowClient(tracking_uri=uri), uri
+
+
+class TrackingError(CogdistillError):
+    pass
+
+
+class SqliteRetry:
+    """An MlflowClient on a sqlite store whose calls are retried while the database is locked.
+
+    sqlite lets one process write at a time and MLflow waits up to 20 s for the lock per call;
+    many parallel jobs can wait longer. A refused call was rolled back, so calling it again is
+    safe. If the lock outlasts the retries, the error says to use a tracking server instead.
+    """
+
+    RETRIES = 4  # sleeps of about 1, 2, 4, 8 s, each after MLflow's own 20 s wait
+
+    def __init__(self, client, uri: str):
+        self._client, self._uri = client, uri
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            for attempt in range(self.RETRIES + 1):
+                try:
+                    return attr(*args, **kwargs)
+                except Exception as exc:  # MlflowException or sqlalchemy's OperationalError
+                    if "database is locked" not in str(exc):
+                        raise
+                    if attempt == self.RETRIES:
+                        raise TrackingError(
+                            f"the MLflow store {self._uri} stayed locked by other processes through "
+                            f"{self.RETRIES + 1} attempts: sqlite takes one writer at a time. For many parallel "
+                            "jobs, log to an MLflow server: run `mlflow server --backend-store-uri sqlite:///DB "
+                            "--port 5000`, then set COGDISTILL_MLFLOW_SERVER=http://HOST:5000 and add "
+                            "tracking=server (or lower hydra.launcher.max_parallel). Re-running resumes this job."
+                        ) from None
+                    delay = random.uniform(0.5, 1.0) * 2 ** attempt
+                    log.warning("MLflow store %s is locked by another process; retrying in %.1f s", self._uri, delay)
+                    time.sleep(delay)
+
+        return call
 
 
 def _finite(metrics: Dict[str, float]) -> Dict[str, float]:
@@ -148,8 +198,6 @@ class JobRun:
 
     def log_metrics(self, metrics: Dict[str, float]) -> None:
         if self.enabled:
-            import time
-
             from mlflow.entities import Metric
 
             now = int(time.time() * 1000)
@@ -222,5 +270,31 @@ class SweepCallback(Callback):
         from cogdistill.summary import log_sweep_summary
 
         client = MlflowClient(tracking_uri=parent["tracking_uri"])
-        log_sweep_summary(client, parent["experiment_id"], parent["run_id"])
+        table = log_sweep_summary(client, parent["experiment_id"], parent["run_id"])
+        if table.height and config.analysis.report:
+            sweep_report(client, parent, Path(str(config.hydra.sweep.dir)) / "report", config.analysis)
         client.set_terminated(parent["run_id"], status="FINISHED")
+
+
+def sweep_report(client, parent: Dict[str, str], out: Path, analysis) -> None:
+    """The comparison report over the sweep's jobs, on the parent run. A failure here costs no
+    finished job: it is reported with the command that rebuilds the report."""
+    from rich.markup import escape
+
+    from cogdistill.console import console
+    from cogdistill.report import log_report, write_report
+    from cogdistill.report.render import print_report
+    from cogdistill.report.study import from_mlflow
+
+    experiment = client.get_experiment(parent["experiment_id"]).name
+    try:
+        with console.status("Building the comparison report..."):
+            study = from_mlflow(parent["tracking_uri"], experiment, parent["run_id"])
+            report, _ = write_report(study, out, n_boot=analysis.bootstrap, seed=analysis.seed)
+        print_report(report, console)
+        log_report(client, parent["run_id"], out, report)
+        console.print(f"report: {out}/report.md (also under report/ on MLflow run {parent['run_id']})")
+    except Exception as exc:  # noqa: BLE001 - the jobs' results are safe in MLflow whatever fails here
+        console.print(f"[bold red]The comparison report failed:[/] {escape(f'{type(exc).__name__}: {exc}')}\n"
+                      f"Rebuild it with: python -m cogdistill.report --experiment '{experiment}' "
+                      f"--parent {parent['run_id']} --log", soft_wrap=True)

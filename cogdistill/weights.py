@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-from cogdistill.config import ModelConfig, model_file
+from cogdistill.config import ModelConfig, model_file, stays_inside
 from cogdistill.errors import CogdistillError
 
 
@@ -35,6 +35,9 @@ class ResolvedWeights:
 
 def _locate_part(spec: str, model: ModelConfig) -> Path:
     module, _, rel = spec.partition(":")
+    if not stays_inside(rel):  # the config names a file inside the package, never elsewhere
+        raise WeightsError(f"{model_file(model.name)}: weights part '{spec}' must name a relative path inside "
+                           f"the package '{module}' (no leading '/', no '..').")
     found = importlib.util.find_spec(module)  # find, don't import: the package may pull deps
     if found is None or not found.submodule_search_locations:
         raise WeightsError(
@@ -124,7 +127,8 @@ def _local(model: ModelConfig, cache: Path) -> ResolvedWeights:
     path = Path(os.path.expanduser(model.weights.path)).resolve()
     if not (path / "config.json").is_file():
         raise WeightsError(
-            f"{model_file(model.name)}: weights.path {path} is not a Hugging Face model folder (no config.json)."
+            f"{model_file(model.name)}: weights.path {path} is not a Hugging Face model folder (no config.json); "
+            "point `weights.path` at the folder that holds config.json and the weights."
         )
     return ResolvedWeights(path=str(path), revision=None, fingerprint=f"local:{path}")
 

@@ -5,6 +5,7 @@ the weights, and CI points COGDISTILL_DATA_MIRROR at ../shared/reference-data.
 """
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -73,8 +74,9 @@ def test_smollm2_on_real_multiplication_items_logs_a_readable_run(real_env):
 def test_demo_sweep_one_child_per_real_model_under_one_parent(real_env):
     from mlflow import MlflowClient
 
+    tasks = ["multiplication", "relational-3ps", "syllogisms-wiens2021", "tower-of-london", "crt"]
     proc = subprocess.run(
-        [sys.executable, "-m", "cogdistill", "-m", "model=glob(demo-*)", "task.multiplication.max_items=6",
+        [sys.executable, "-m", "cogdistill", "-m", "+experiment=demo", *[f"task.{t}.max_items=6" for t in tasks],
          "model.max_tokens=48", "analysis.bootstrap=200"],
         cwd=real_env, capture_output=True, text=True, timeout=1800,
     )
@@ -89,4 +91,19 @@ def test_demo_sweep_one_child_per_real_model_under_one_parent(real_env):
     assert sorted(r.data.tags["model"] for r in children) == demo_models
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     assert all(r.info.status == "FINISHED" and r.data.metrics["n_items/multiplication"] == 6 for r in children)
-    assert "sweep_summary.csv" in {f.path for f in client.list_artifacts(parents[0].info.run_id)}
+    parent_id = parents[0].info.run_id
+    assert "sweep_summary.csv" in {f.path for f in client.list_artifacts(parent_id)}
+
+    # the comparison report of the demo study, built at the sweep's end and logged on its parent
+    report = json.loads(open(client.download_artifacts(parent_id, "report/report.json")).read())
+    assert {(row["model"], row["task"]) for row in report["alignment"]} == {(m, t) for m in demo_models for t in tasks}
+    assert [row["role"] for row in report["roles"]] == ["control"] and report["families"] == []
+    assert report["paired_tests"]["student_vs_base"]["n_pairs"] == 0  # two controls: nothing to pair
+    child_r = {(r.data.tags["model"], t): r.data.metrics.get(f"r/{t}") for r in children for t in tasks}
+    for row in report["alignment"]:  # the report recomputes r from the logged traces: same numbers
+        logged = child_r[(row["model"], row["task"])]
+        assert (row["r"] is None) == (logged is None) and (logged is None or abs(row["r"] - logged) < 1e-9)
+    figures = {f.path for f in client.list_artifacts(parent_id, "report/figures")}
+    assert {"report/figures/scatter_grid.png", "report/figures/r_by_role.png", "report/figures/rsa_heatmap.png"} <= figures
+    assert "report/r_control" in client.get_run(parent_id).data.metrics
+    assert "Mean r by role" in open(client.download_artifacts(parent_id, "report/report.md")).read()

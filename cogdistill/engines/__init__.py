@@ -83,6 +83,18 @@ class EngineError(CogdistillError):
     pass
 
 
+def check_context(requests: Sequence[Request], lengths: Dict[int, int], context: Optional[int], source: str) -> None:
+    """A prompt that fills the model's context leaves nothing to generate (models with learned
+    positions crash past it, vLLM refuses it mid-run): refuse it by name before generating."""
+    longest = max(requests, key=lambda r: lengths[r.index], default=None)
+    if context and longest is not None and lengths[longest.index] >= context:
+        raise EngineError(
+            f"prompt {longest.index} ({longest.prompt[:60]!r}...) is {lengths[longest.index]} tokens after the "
+            f"chat template, but the model's context ({source}) is {context}: shorten the task's `prompt:` "
+            "template or leave out its longest items."
+        )
+
+
 def is_installed(name: str) -> bool:
     return name in ENGINES and importlib.util.find_spec(ENGINES[name].package) is not None
 

@@ -6,7 +6,7 @@ import time
 from typing import List, Sequence
 
 from cogdistill.config import ModelConfig, SamplingConfig, TransformersEngineConfig
-from cogdistill.engines import Generation, OnResult, Request
+from cogdistill.engines import Generation, OnResult, Request, check_context
 from cogdistill.engines.versions import version_of
 from cogdistill.weights import ResolvedWeights
 
@@ -43,6 +43,8 @@ class TransformersEngine:
                  on_result: OnResult) -> None:
         torch = self._torch
         lengths = {r.index: len(self._tok(r.rendered, add_special_tokens=False).input_ids) for r in requests}
+        check_context(requests, lengths, getattr(self._model.config, "max_position_embeddings", None),
+                      "max_position_embeddings in its config.json")
         # Similar lengths in one batch waste less padding.
         ordered = sorted(requests, key=lambda r: lengths[r.index])
         greedy = sampling.temperature == 0.0

@@ -15,9 +15,15 @@ from typing import Any, Sequence
 
 from cogdistill.config import ModelConfig, SamplingConfig
 from cogdistill.engines import EngineError, OnResult, Request
+from cogdistill.errors import CogdistillError
 from cogdistill.weights import ResolvedWeights
 
 _POLL_S = 1.0
+
+
+def _failure(exc: BaseException) -> str:
+    """What the parent reports: a user-facing error's message (no traceback), else the traceback of a bug."""
+    return str(exc) if isinstance(exc, CogdistillError) else traceback.format_exc()
 
 
 def _worker(name, model, weights, settings, jobs, results) -> None:
@@ -28,8 +34,8 @@ def _worker(name, model, weights, settings, jobs, results) -> None:
     try:
         engine = load_engine_class(name)(model, weights, settings)
         results.put(("ready", engine.version))
-    except BaseException:
-        results.put(("error", traceback.format_exc()))
+    except BaseException as exc:
+        results.put(("error", _failure(exc)))
         return
     while True:
         job = jobs.get()
@@ -39,8 +45,8 @@ def _worker(name, model, weights, settings, jobs, results) -> None:
         try:
             engine.generate(requests, sampling, max_tokens, lambda i, gens: results.put(("result", (i, gens))))
             results.put(("done", None))
-        except BaseException:
-            results.put(("error", traceback.format_exc()))
+        except BaseException as exc:
+            results.put(("error", _failure(exc)))
     engine.close()
 
 

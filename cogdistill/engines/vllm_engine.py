@@ -14,7 +14,7 @@ import time
 from typing import List, Sequence
 
 from cogdistill.config import ModelConfig, SamplingConfig, VllmEngineConfig
-from cogdistill.engines import Generation, OnResult, Request
+from cogdistill.engines import Generation, OnResult, Request, check_context
 from cogdistill.engines.versions import version_of
 from cogdistill.weights import ResolvedWeights
 
@@ -67,6 +67,10 @@ class VllmEngine:
 
     def generate(self, requests: Sequence[Request], sampling: SamplingConfig, max_tokens: int,
                  on_result: OnResult) -> None:
+        ids = {r.index: self._tok.encode(r.rendered, add_special_tokens=False) for r in requests}
+        config = getattr(getattr(self._llm, "llm_engine", None), "model_config", None)
+        check_context(requests, {i: len(v) for i, v in ids.items()}, getattr(config, "max_model_len", None),
+                      "vLLM's max_model_len")
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -76,8 +80,7 @@ class VllmEngine:
         chunk = max(1, self._settings.chunk_size)
         for start in range(0, len(requests), chunk):
             part = requests[start:start + chunk]
-            prompts = [TokensPrompt(prompt_token_ids=self._tok.encode(r.rendered, add_special_tokens=False))
-                       for r in part]
+            prompts = [TokensPrompt(prompt_token_ids=ids[r.index]) for r in part]
             began = time.perf_counter()
             outputs = self._llm.generate(prompts, params, use_tqdm=False)
             latency = (time.perf_counter() - began) / len(part)

@@ -17,6 +17,7 @@ from cogdistill.config import TaskConfig
 from cogdistill.tasks.human import ITEM_COLUMNS, TaskDataError
 from cogdistill.tasks.scorers import Scored, get_scorer
 from cogdistill.tasks.sources import fetch
+from cogdistill.tasks.split import apply_split
 
 # kind -> "module:function" returning the item table from {source key: local path}
 TASK_KINDS: Dict[str, str] = {
@@ -54,6 +55,9 @@ def _builder(kind: str) -> Callable[[Dict[str, Path], TaskConfig], pl.DataFrame]
 
 
 def load_task(cfg: TaskConfig, *, mirror: str | None, cache: Path, timeout_s: float) -> Task:
+    if cfg.max_items is not None and cfg.max_items < 1:
+        raise TaskDataError(f"task '{cfg.name}': max_items={cfg.max_items} keeps no items; use a positive "
+                            f"number (task.{cfg.name}.max_items=10) or null for all items.")
     paths = {
         key: fetch(src, mirror=mirror, cache=cache, timeout_s=timeout_s, task=cfg.name)
         for key, src in cfg.sources.items()
@@ -64,16 +68,24 @@ def load_task(cfg: TaskConfig, *, mirror: str | None, cache: Path, timeout_s: fl
         raise TaskDataError(f"task kind '{cfg.kind}' built an item table without {missing}.")
     if items["item_id"].is_duplicated().any():
         dup = items.filter(items["item_id"].is_duplicated())["item_id"][0]
-        raise TaskDataError(f"task '{cfg.name}': duplicate item id {dup!r} in {list(paths.values())}.")
+        raise TaskDataError(f"task '{cfg.name}': duplicate item id {dup!r} in {list(paths.values())}; "
+                            "every item needs its own id: fix the file's ids (or the task kind's id scheme).")
     if items.height == 0:
-        raise TaskDataError(f"task '{cfg.name}': no items in {list(paths.values())}.")
-    items = items.sort("item_id")
+        raise TaskDataError(f"task '{cfg.name}': no items in {list(paths.values())}; the file holds no data "
+                            "rows that make an item: check that it is the intended file and not cut short.")
+    items = apply_split(items.sort("item_id"), cfg.name, cfg.items_split, cfg.split_k)
     if cfg.max_items is not None:
         items = items.head(cfg.max_items)
     try:
         Task(cfg.name, cfg, items.head(1)).prompts()
     except KeyError as exc:
         raise TaskDataError(
-            f"task '{cfg.name}': prompt template uses {{{exc.args[0]}}} but items have only {items.columns}."
+            f"task '{cfg.name}': prompt template uses {{{exc.args[0]}}} but items have only {items.columns}: "
+            "add that column to the data file or change `prompt:` in the task config."
+        ) from exc
+    except (IndexError, ValueError) as exc:  # "{0}", "{a", "{a!z}": str.format's own complaints
+        raise TaskDataError(
+            f"task '{cfg.name}': `prompt:` is not a valid template ({exc}); name item fields as {{field}} "
+            "and write literal braces as {{ and }}."
         ) from exc
     return Task(name=cfg.name, config=cfg, items=items)

@@ -23,7 +23,7 @@ from typing import Dict, List
 import polars as pl
 
 from cogdistill.config import TaskConfig
-from cogdistill.tasks.human import ITEM_COLUMNS, RT_MEASURES, TaskDataError, item_table, require_columns
+from cogdistill.tasks.human import ITEM_COLUMNS, RT_MEASURES, TaskDataError, item_table
 
 TRIAL_COLUMNS = ["rt_s", "rt_ms", "correct"]
 ITEM_LEVEL_COLUMNS = ["human_rt_s", "accuracy", "n_trials"]
@@ -38,7 +38,10 @@ def read_table(path: Path) -> pl.DataFrame:
         sep = "\t" if suffix.endswith((".tsv", ".tsv.gz", ".tab")) else ","
         return pl.read_csv(path, separator=sep, comment_prefix="#", infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise TaskDataError(f"{path}: not a readable CSV/TSV/parquet file ({exc}).") from exc
+        raise TaskDataError(
+            f"{path}: not a readable CSV/TSV/parquet file ({str(exc).strip().splitlines()[0]}); check that every row has as many fields "
+            "as the header, that quotes are closed, and the separator (',' for .csv, a tab for .tsv)."
+        ) from exc
 
 
 def apply_mapping(raw: pl.DataFrame, mapping: Dict[str, str], path: Path) -> pl.DataFrame:
@@ -49,7 +52,8 @@ def apply_mapping(raw: pl.DataFrame, mapping: Dict[str, str], path: Path) -> pl.
     if missing:
         ours, theirs = next(iter(missing.items()))
         raise TaskDataError(
-            f"{path}: `columns.{ours}: {theirs}` names no column of the file; found {raw.columns}."
+            f"{path}: `columns.{ours}: {theirs}` names no column of the file; found {raw.columns}: "
+            "map it to one of those (or fix the file's header)."
         )
     clash = [ours for ours, theirs in mapping.items()
              if ours != theirs and ours in raw.columns and ours not in mapping.values()]
@@ -82,8 +86,9 @@ def _numeric(df: pl.DataFrame, col: str, path: Path) -> None:
     if not df[col].dtype.is_numeric():
         bad = df[col].cast(pl.Utf8)
         bad = bad.filter(bad.cast(pl.Float64, strict=False).is_null() & bad.is_not_null())
-        raise TaskDataError(f"{path}: column '{col}' has non-numeric value {bad[0]!r}." if len(bad)
-                            else f"{path}: column '{col}' is not numeric.")
+        raise TaskDataError((f"{path}: column '{col}' has non-numeric value {bad[0]!r}" if len(bad)
+                             else f"{path}: column '{col}' is not numeric")
+                            + "; it must hold plain numbers: fix or drop those rows (a missing value is an empty field).")
 
 
 def _text_fields(df: pl.DataFrame, exclude: List[str]) -> List[str]:
@@ -99,11 +104,13 @@ def _trial_level(raw: pl.DataFrame, cfg: TaskConfig, path: Path) -> pl.DataFrame
     elif cfg.difficulty.measure in RT_MEASURES:
         raise TaskDataError(
             f"{path}: no RT column (rt_s or rt_ms) for `difficulty.measure: {cfg.difficulty.measure}`; "
-            "add one or use `difficulty.measure: error_rate`."
+            "add one, map yours with `columns: {rt_ms: <your column>}` (or rt_s for seconds) in the task "
+            "config, or use `difficulty.measure: error_rate`."
         )
     has_correct = "correct" in raw.columns
     if not has_correct and cfg.difficulty.measure == "error_rate":
-        raise TaskDataError(f"{path}: no 'correct' column for `difficulty.measure: error_rate`.")
+        raise TaskDataError(f"{path}: no 'correct' column for `difficulty.measure: error_rate`; add one (0/1), "
+                            "or map yours with `columns: {correct: <your column>}`.")
     answers = raw.group_by("item_id").agg(pl.col("answer").n_unique().alias("n"))
     if (answers["n"] > 1).any():
         bad = answers.filter(pl.col("n") > 1)["item_id"][0]
@@ -152,7 +159,9 @@ def _item_level(raw: pl.DataFrame, cfg: TaskConfig, path: Path) -> pl.DataFrame:
     acc = pl.col("accuracy").cast(f64) if "accuracy" in raw.columns else pl.lit(None, f64)
     n = pl.col("n_trials").cast(pl.UInt32) if "n_trials" in raw.columns else pl.lit(0, pl.UInt32)
     if "human_rt_s" in raw.columns and (raw["human_rt_s"].drop_nulls() <= 0).any():
-        raise TaskDataError(f"{path}: column 'human_rt_s' has a non-positive RT; RTs must be positive seconds.")
+        bad = raw.filter(pl.col("human_rt_s") <= 0)["item_id"][0]
+        raise TaskDataError(f"{path}: column 'human_rt_s' of item {bad!r} is not positive; RTs must be positive "
+                            "seconds: fix the value, or leave it empty for an item without RT data.")
     if "accuracy" in raw.columns and ((raw["accuracy"].drop_nulls() < 0) | (raw["accuracy"].drop_nulls() > 1)).any():
         raise TaskDataError(f"{path}: column 'accuracy' must lie in 0..1 (a proportion, not a percentage).")
     difficulty = {"mean_rt": rt, "error_rate": 1.0 - acc}.get(measure, pl.lit(None, f64)) if present else pl.lit(None, f64)
@@ -170,11 +179,16 @@ def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
         raise TaskDataError(f"task '{cfg.name}': a generic task reads `sources.items` (your CSV/parquet file).")
     path = paths["items"]
     raw = apply_mapping(read_table(path), dict(getattr(cfg, "columns", None) or {}), path)
-    require_columns(raw, ["item_id", "answer"], path)
+    missing = [c for c in ("item_id", "answer") if c not in raw.columns]
+    if missing:
+        raise TaskDataError(
+            f"{path}: missing column(s) {missing}; found {raw.columns}. Rename them in the file, or map "
+            f"yours in the task config: `columns: {{{missing[0]}: <your column>}}`."
+        )
     raw = raw.with_columns(pl.col("item_id").cast(pl.Utf8), pl.col("answer").cast(pl.Utf8).str.strip_chars())
     if raw["item_id"].null_count() or raw["answer"].null_count():
         col = "item_id" if raw["item_id"].null_count() else "answer"
-        raise TaskDataError(f"{path}: column '{col}' has empty values.")
+        raise TaskDataError(f"{path}: column '{col}' has empty values; fill them in or drop those rows.")
     trial_cols = [c for c in TRIAL_COLUMNS if c in raw.columns]
     item_cols = [c for c in ITEM_LEVEL_COLUMNS if c in raw.columns]
     if trial_cols and item_cols:

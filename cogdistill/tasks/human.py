@@ -51,10 +51,10 @@ def item_table(trials: pl.DataFrame, difficulty: DifficultyConfig, path: Path) -
     """
     require_columns(trials, ["item_id", "target", "rt_s", "correct"], path)
     if trials.height == 0:
-        raise TaskDataError(f"{path}: no trials.")
+        raise TaskDataError(f"{path}: no trials (a header without rows?); the file needs one row per trial.")
     has_rt = difficulty.measure in RT_MEASURES
-    if has_rt and (trials["rt_s"].null_count() or not trials["rt_s"].dtype.is_numeric()):
-        raise TaskDataError(f"{path}: RT has missing or non-numeric values; clean the file or fix its parsing.")
+    if has_rt:
+        _check_rts(trials, difficulty, path)
     rt_ok = pl.col("rt_s").is_not_null()
     if difficulty.rt_min is not None:
         rt_ok = rt_ok & (pl.col("rt_s") >= difficulty.rt_min)
@@ -78,9 +78,33 @@ def item_table(trials: pl.DataFrame, difficulty: DifficultyConfig, path: Path) -
         .drop("error_rate")
         .sort("item_id")
     )
-    if has_rt and (table["rt_mean"] <= 0).any():
-        raise TaskDataError(f"{path}: an item has a non-positive mean RT; RTs must be positive.")
     if has_rt and table["human_difficulty"].null_count():
         bad = table.filter(pl.col("human_difficulty").is_null())["item_id"][0]
-        raise TaskDataError(f"{path}: item {bad!r} has no trial left for its RT (all wrong or outside the RT window).")
+        raise TaskDataError(
+            f"{path}: item {bad!r} has no trial left for its RT (all wrong or outside the RT window); widen "
+            "`difficulty.rt_min`/`rt_max`, set `difficulty.correct_only: false`, or drop the item."
+        )
     return table
+
+
+def _check_rts(trials: pl.DataFrame, difficulty: DifficultyConfig, path: Path) -> None:
+    """Every RT is a number, and every RT the window keeps is positive: a zero or negative RT
+    would silently pull an item's mean down (the window may drop them, as the authors did)."""
+    rt = trials["rt_s"]
+    if not rt.dtype.is_numeric() or rt.null_count():
+        bad = trials.filter(pl.col("rt_s").is_null() if rt.dtype.is_numeric()
+                            else pl.col("rt_s").cast(pl.Float64, strict=False).is_null())
+        item = bad["item_id"][0] if bad.height else None
+        raise TaskDataError(
+            f"{path}: the RT column has missing or non-numeric values (e.g. a trial of item {item!r}); "
+            "clean the file (RTs are plain numbers) or drop those rows."
+        )
+    non_positive = pl.col("rt_s") <= 0
+    if difficulty.rt_min is not None:
+        non_positive = non_positive & (pl.col("rt_s") >= difficulty.rt_min)
+    kept = trials.filter(non_positive)
+    if kept.height:
+        raise TaskDataError(
+            f"{path}: item {kept['item_id'][0]!r} has a trial with RT {kept['rt_s'][0]} (not positive); "
+            "RTs must be positive: fix or drop those trials, or set `difficulty.rt_min` to exclude them."
+        )

@@ -2,7 +2,8 @@
 
 A mirror copy is checked against the same sha256 as a download, so a mirror can never feed a
 different file into a study. Downloads land atomically in the cache: a killed download leaves
-no partial file that a later run could trust.
+no partial file that a later run could trust, and a file that fails its check is deleted.
+`mirror_path` comes from a config, so it must stay inside the mirror (no '..', no leading '/').
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from cogdistill.config import SourceConfig
+from cogdistill.config import SourceConfig, is_sha256, stays_inside
 from cogdistill.errors import CogdistillError
 
 
@@ -30,11 +31,11 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check(path: Path, expected: str, origin: str) -> Path:
+def _check(path: Path, expected: str, origin: str, shown: str | None = None) -> Path:
     actual = sha256_of(path)
-    if actual != expected:
+    if actual != expected.lower():
         raise DataSourceError(
-            f"{path}: sha256 {actual} does not match the pinned {expected} ({origin}). "
+            f"{shown or path}: sha256 {actual} does not match the pinned {expected} ({origin}). "
             "The file changed or is corrupt: restore the original, or update `sha256:` in the "
             "task config only if you deliberately switched to a new version of the data."
         )
@@ -43,6 +44,17 @@ def _check(path: Path, expected: str, origin: str) -> Path:
 
 def fetch(source: SourceConfig, *, mirror: str | None, cache: Path, timeout_s: float, task: str) -> Path:
     """Return a local, verified path to `source`."""
+    if not stays_inside(source.mirror_path):
+        raise DataSourceError(
+            f"task '{task}': `mirror_path: {source.mirror_path}` must be a relative path inside the data "
+            "mirror (no leading '/', no '..'); write it as the file's path below the mirror folder, "
+            "e.g. soh-multiplication/consolidated_mult_data.csv."
+        )
+    if not is_sha256(source.sha256):
+        raise DataSourceError(
+            f"task '{task}': `sha256: {source.sha256}` is not a sha256 (64 hex digits); "
+            f"set it to the output of `sha256sum {Path(source.mirror_path).name}`."
+        )
     if mirror:
         candidate = Path(mirror).expanduser() / source.mirror_path
         if not candidate.is_file():
@@ -55,15 +67,23 @@ def fetch(source: SourceConfig, *, mirror: str | None, cache: Path, timeout_s: f
 
     target = cache / "data" / source.sha256[:16] / Path(source.mirror_path).name
     if target.is_file():
-        return _check(target, source.sha256, f"cached download of {source.url}")
+        try:
+            return _check(target, source.sha256, f"cached download of {source.url}")
+        except DataSourceError:
+            target.unlink()  # a corrupt cache entry is never trusted nor kept: download it again
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source.url, timeout=timeout_s) as resp:
             while block := resp.read(1 << 20):
                 out.write(block)
-        _check(Path(tmp), source.sha256, f"download of {source.url}")
+        _check(Path(tmp), source.sha256, "the file was deleted, not cached", shown=source.url)
         os.replace(tmp, target)
+    except ValueError as exc:  # urllib's answer to a malformed URL or an unknown scheme
+        raise DataSourceError(
+            f"task '{task}': `url: {source.url}` is not a URL urllib can fetch ({exc}); use https://... pinned "
+            "to a version, or file:///absolute/path, or set a data mirror (data.mirror=<dir>)."
+        ) from exc
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise DataSourceError(
             f"task '{task}': could not download {source.url} ({exc}). Without network access, set "

@@ -1,0 +1,72 @@
+"""The comparison report: did distillation collapse alignment? (README, "The comparison report")
+
+    study.py      read traces, human difficulties and model roles (MLflow experiment or folder)
+    build.py      run every analysis of cogdistill.analyses over a study -> Report
+    render.py     rich tables and report.md
+    figures.py    the PNGs
+    synthetic.py  a simulated study with known ground truth (tests, benchmarks)
+    __main__.py   python -m cogdistill.report
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+from cogdistill.report.build import Report, build
+from cogdistill.report.study import Study
+
+
+def write_report(study: Study, out: Path, *, n_boot: int = 2000, seed: int = 0,
+                 figures: bool = True) -> Tuple[Report, List[Path]]:
+    """report.json, report.md, figures/*.png and study/ (the inputs) under `out`."""
+    from cogdistill.report import render
+
+    out.mkdir(parents=True, exist_ok=True)
+    report = build(study, n_boot=n_boot, seed=seed)
+    pngs: List[Path] = []
+    if figures:
+        from cogdistill.report.figures import write_all
+
+        pngs = write_all(report, out / "figures")
+    files = [report.write_json(out / "report.json"),
+             render.write_markdown(report, out / "report.md", {p.stem: f"figures/{p.name}" for p in pngs}), *pngs]
+    study.write(out / "study")
+    return report, files
+
+
+def headline_metrics(report: Report) -> Dict[str, float]:
+    """The numbers a sweep's parent run shows in the MLflow UI (finite ones only)."""
+    metrics: Dict[str, float] = {}
+    for row in report.roles.iter_rows(named=True):
+        metrics[f"report/r_{row['role']}"] = row["r_mean"]
+        metrics[f"report/r_{row['role']}_ci_low"] = row["ci_low"]
+        metrics[f"report/r_{row['role']}_ci_high"] = row["ci_high"]
+    for name, test in report.paired.items():
+        metrics[f"report/{name}_t"], metrics[f"report/{name}_p"] = test["t"], test["p"]
+        metrics[f"report/{name}_mean_diff"] = test["mean_diff"]
+    metrics["report/inflation_vs_base"] = report.inflation_summary["student_vs_base_geomean"]
+    metrics["report/inflation_vs_teacher"] = report.inflation_summary["student_vs_teacher_geomean"]
+    metrics["report/ie_slope"] = report.inverse_efficiency_fit["slope"]
+    metrics["report/ie_r2"] = report.inverse_efficiency_fit["r2"]
+    human = report.rsa.filter(report.rsa["fingerprint"] != "human")
+    if "human" in human.columns:
+        metrics.update({f"report/rsa_human/{m}": v for m, v in zip(human["fingerprint"], human["human"])})
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+
+
+def log_report(client, run_id: str, out: Path, report: Report) -> None:
+    """The report's files as artifacts under report/ and its headline numbers as metrics."""
+    import time
+
+    from mlflow.entities import Metric
+
+    client.log_artifacts(run_id, str(out), "report")
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, 0) for k, v in headline_metrics(report).items()]
+    for start in range(0, len(metrics), 500):
+        client.log_batch(run_id, metrics=metrics[start:start + 500])
+
+
+__all__ = ["Report", "Study", "build", "write_report", "log_report", "headline_metrics"]

@@ -1,0 +1,105 @@
+"""`python -m cogdistill.report`: the comparison report over an MLflow study or a folder.
+
+    python -m cogdistill.report --experiment demo                 # every finished job of the study
+    python -m cogdistill.report --experiment demo --parent latest  # the newest sweep only, logged onto it
+    python -m cogdistill.report --folder path/to/study             # traces/, humans.csv, models.csv
+    python -m cogdistill.report --synthetic 20x8x400x4             # a simulated study (models x tasks x items x samples)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from cogdistill.errors import CogdistillError
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(prog="python -m cogdistill.report", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--experiment", help="MLflow experiment (the study name, e.g. demo)")
+    src.add_argument("--folder", type=Path, help="a study folder: traces/, humans.csv, models.csv")
+    src.add_argument("--synthetic", metavar="MxTxIxS", help="simulate a study of that size, e.g. 20x8x400x4")
+    ap.add_argument("--parent", help="only this sweep's jobs: a parent run id, or 'latest'")
+    ap.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else the project's mlruns/)")
+    ap.add_argument("--out", type=Path, help="output folder (default: reports/<experiment or folder name>)")
+    ap.add_argument("--log", action="store_true", help="log the report onto the sweep's parent run (needs --parent)")
+    ap.add_argument("--no-figures", action="store_true", help="skip the PNGs")
+    ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples per CI (default 2000)")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from cogdistill.console import console, quiet_third_party
+
+    quiet_third_party()
+    args = parse(argv if argv is not None else sys.argv[1:])
+    began = time.perf_counter()
+    try:
+        study, client, parent = load(args)
+        out = args.out or Path("reports") / (args.experiment or (args.folder.name if args.folder else "synthetic"))
+        from cogdistill.report import log_report, write_report
+        from cogdistill.report.render import print_report
+
+        with console.status("Building the report..."):
+            report, files = write_report(study, out, n_boot=args.bootstrap, seed=args.seed,
+                                         figures=not args.no_figures)
+        print_report(report, console)
+        if args.log:
+            if not parent:
+                raise CogdistillError("--log needs --parent <run id | latest>: the report is logged onto a sweep's parent run.")
+            log_report(client, parent, out, report)
+            console.print(f"logged to MLflow run {parent}")
+    except CogdistillError as exc:
+        from rich.markup import escape
+
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return 2
+    console.print(f"report: {out / 'report.json'}, {out / 'report.md'}, {len(files) - 2} figure(s) "
+                  f"in {time.perf_counter() - began:.1f} s")
+    return 0
+
+
+def load(args):
+    """(study, MLflow client or None, parent run id or None)."""
+    from cogdistill.report import study as S
+
+    if args.folder:
+        return S.from_folder(args.folder), None, None
+    if args.synthetic:
+        from cogdistill.report.synthetic import simulate
+
+        try:
+            m, t, i, s = (int(x) for x in args.synthetic.lower().split("x"))
+        except ValueError:
+            raise CogdistillError(f"--synthetic {args.synthetic}: expected MODELSxTASKSxITEMSxSAMPLES, e.g. 20x8x400x4.")
+        return simulate(m, t, i, s, seed=args.seed), None, None
+    from mlflow import MlflowClient
+
+    from cogdistill.config import TrackingConfig
+    from cogdistill.tracking import tracking_uri
+
+    uri = args.tracking_uri or tracking_uri(TrackingConfig())
+    client = MlflowClient(tracking_uri=uri)
+    parent = args.parent
+    if parent == "latest":
+        parent = latest_sweep(client, args.experiment)
+    return S.from_mlflow(uri, args.experiment, parent), client, parent
+
+
+def latest_sweep(client, experiment: str) -> str:
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], "tags.`cogdistill.kind` = 'sweep'", max_results=1,
+                              order_by=["attributes.start_time DESC"]) if exp else []
+    if not runs:
+        raise CogdistillError(f"experiment '{experiment}' has no sweep parent run in {client.tracking_uri}; "
+                              "run a sweep (python -m cogdistill -m ...) or drop --parent.")
+    return runs[0].info.run_id
+
+
+if __name__ == "__main__":
+    sys.exit(main())

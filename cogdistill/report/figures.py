@@ -1,0 +1,153 @@
+"""The report's pictures (matplotlib, off-screen PNGs): scatter grid, r by role, family slopes,
+RSA heatmap, inflation regression."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+import polars as pl
+
+from cogdistill.report.build import Report
+
+ROLE_COLOURS = {"teacher": "#1b7837", "student": "#c0392b", "base": "#2166ac", "control": "#7f7f7f", "rl": "#8e44ad"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    _plt().close(fig)
+    return out
+
+
+def scatter_grid(report: Report, out: Path, max_panels: int = 120) -> Path:
+    """One panel per model x task: human difficulty vs tokens (log), r in the title."""
+    plt = _plt()
+    cells = report.alignment.select("model", "task", "r").head(max_panels)
+    tasks = sorted(cells["task"].unique())
+    models = sorted(cells["model"].unique())
+    fig, axes = plt.subplots(len(models), len(tasks), figsize=(2.6 * len(tasks), 2.2 * len(models)), dpi=90,
+                             squeeze=False)
+    by_cell = report.items.partition_by("model", "task", as_dict=True)
+    r_of = {(m, t): r for m, t, r in cells.iter_rows()}
+    for i, model in enumerate(models):
+        for j, task in enumerate(tasks):
+            ax = axes[i][j]
+            cell = by_cell.get((model, task))
+            if cell is None:
+                ax.axis("off")
+                continue
+            cell = cell.filter(pl.col("human_difficulty").is_not_null())
+            ax.scatter(cell["human_difficulty"], cell["cost_mean"] + 1, s=6, alpha=0.6, color="#3b6ea8")
+            ax.set_yscale("log")
+            r = r_of.get((model, task))
+            ax.set_title(f"{model} | {task}\nr = {r:.2f}" if r is not None and math.isfinite(r) else
+                         f"{model} | {task}\nr undefined", fontsize=7)
+            ax.tick_params(labelsize=6)
+    fig.supxlabel("human difficulty (per item)", fontsize=8)
+    fig.supylabel("tokens + 1 (mean per item, log)", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def r_by_role(report: Report, out: Path) -> Path:
+    """Each role's mean r with its 95% CI, and every model x task cell as a dot."""
+    plt = _plt()
+    roles = report.roles.filter(pl.col("n_cells") > 0)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    cells = report.alignment.join(report.study.models.select("model", "role"), on="model")
+    for k, row in enumerate(roles.iter_rows(named=True)):
+        colour = ROLE_COLOURS.get(row["role"], "#333333")
+        rs = cells.filter(pl.col("role") == row["role"])["r"].drop_nulls().drop_nans().to_numpy()
+        ax.scatter(k + np.random.default_rng(k).uniform(-0.15, 0.15, rs.size), rs, s=10, alpha=0.4, color=colour)
+        low, high = row["ci_low"], row["ci_high"]
+        err = None if low is None or not math.isfinite(low) else [[row["r_mean"] - low], [high - row["r_mean"]]]
+        ax.errorbar(k, row["r_mean"], yerr=err, fmt="o", color=colour, capsize=5, markersize=8)
+    ax.set_xticks(range(roles.height), [f"{r}\n(n={n})" for r, n in zip(roles["role"], roles["n_models"])])
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_ylabel("r(log token cost, human RT)")
+    ax.set_title("Alignment by role: mean over model x task cells, 95% CI", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def family_slopes(report: Report, out: Path) -> Path:
+    """Per student, mean r over tasks: teacher -> student <- base; collapse reads as a dip."""
+    plt = _plt()
+    fam = report.families.group_by("student").agg(pl.col("r_teacher", "r_student", "r_base").mean()).sort("student")
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for row in fam.iter_rows(named=True):
+        ys = [row["r_teacher"], row["r_student"], row["r_base"]]
+        xs = [k for k, y in enumerate(ys) if y is not None and math.isfinite(y)]
+        ax.plot(xs, [ys[k] for k in xs], marker="o", alpha=0.8, label=row["student"])
+    ax.set_xticks([0, 1, 2], ["teacher", "student", "base"])
+    ax.set_ylabel("mean r over tasks")
+    ax.axhline(0, color="black", linewidth=0.6)
+    if fam.height == 0:
+        ax.text(1, 0, "no student with its teacher or base in this study", ha="center", fontsize=8)
+    elif fam.height <= 12:
+        ax.legend(fontsize=6)
+    ax.set_title("Family slopes: teacher -> student <- base", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def rsa_heatmap(report: Report, out: Path) -> Path:
+    plt = _plt()
+    names = report.rsa["fingerprint"].to_list()
+    mat = report.rsa.select(names).to_numpy() if names else np.zeros((0, 0))
+    size = max(4.0, 0.35 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size), dpi=110)
+    im = ax.imshow(mat, vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(names)), names, fontsize=6)
+    if len(names) <= 16:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if math.isfinite(mat[i, j]):
+                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=5)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="Pearson r of difficulty fingerprints")
+    ax.set_title(f"RSA over {report.fingerprints.height} shared items (z-scored log cost per task)", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def inflation_regression(report: Report, out: Path) -> Path:
+    """Students' inverse efficiency (tokens / accuracy) on their bases', with the fitted line."""
+    plt = _plt()
+    data = report.inverse_efficiency.drop_nulls(["ie_student", "ie_base"])
+    fit = report.inverse_efficiency_fit
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=110)
+    ax.scatter(data["ie_base"], data["ie_student"], s=18, color="#c0392b", alpha=0.8)
+    if data.height and math.isfinite(fit.get("slope", math.nan)):
+        grid = np.linspace(data["ie_base"].min(), data["ie_base"].max(), 20)
+        ax.plot(grid, fit["intercept"] + fit["slope"] * grid, color="black", linewidth=1)
+        ax.set_title(f"Inflation law: IE_student = {fit['intercept']:.0f} + {fit['slope']:.2f} IE_base, "
+                     f"R^2 = {fit['r2']:.2f}, n = {fit['n']}", fontsize=8)
+    else:
+        ax.set_title("Inflation law: fewer than 3 student/base cells with accuracy > 0", fontsize=8)
+    ax.set_xlabel("base: mean tokens / accuracy")
+    ax.set_ylabel("student: mean tokens / accuracy")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+FIGURES: Dict[str, Callable[[Report, Path], Path]] = {
+    "scatter_grid.png": scatter_grid, "r_by_role.png": r_by_role, "family_slopes.png": family_slopes,
+    "rsa_heatmap.png": rsa_heatmap, "inflation_regression.png": inflation_regression,
+}
+
+
+def write_all(report: Report, folder: Path) -> List[Path]:
+    return [draw(report, folder / name) for name, draw in FIGURES.items()]

@@ -1,0 +1,142 @@
+"""A simulated study with known ground truth, for testing the report and for benchmarks.
+
+Each family has a teacher, a pre-distillation base and a distilled student; extra models are
+controls. For model m and item i (z_i: the item's standardized difficulty),
+    log cost = log(scale_m) + wrong_premium * wrong + sigma * (rho_m z_i + sqrt(1 - rho_m^2) e_mi) + tau * e_mis
+so the item-level correlation of log cost with difficulty is about rho_m (Truth.expected_r), the student's mean cost is
+`inflation` times its base's, and a wrong answer costs exp(wrong_premium) times more. Human RT is
+linear in z (the paper correlates log cost with raw RT).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import polars as pl
+
+from cogdistill.report.study import MODEL_COLUMNS, Study
+
+
+@dataclass(frozen=True)
+class Truth:
+    rho: Dict[str, float] = field(default_factory=lambda: {"teacher": 0.7, "base": 0.45, "student": 0.2,
+                                                            "control": 0.1})
+    scale: Dict[str, float] = field(default_factory=lambda: {"teacher": 900.0, "base": 250.0, "control": 150.0})
+    inflation: float = 2.44  # student tokens / base tokens
+    accuracy: Dict[str, float] = field(default_factory=lambda: {"teacher": 0.85, "base": 0.55, "student": 0.7,
+                                                                 "control": 0.5})
+    sigma: float = 0.6
+    tau: float = 0.1
+    wrong_premium: float = 0.3
+
+    def expected_r(self, role: str, n_samples: int) -> float:
+        """r(log mean cost, RT) the simulation implies: rho attenuated by the per-sample noise
+        (tau and the wrong-answer premium) that survives averaging n_samples."""
+        acc = self.accuracy[role]
+        noise = (self.tau**2 + self.wrong_premium**2 * acc * (1 - acc)) / n_samples
+        return self.rho[role] * self.sigma / math.sqrt(self.sigma**2 + noise)
+
+    def inflation_law_slope(self) -> float:
+        """IE_student / IE_base = inflation * accuracy_base / accuracy_student, for every family."""
+        return self.inflation * self.accuracy["base"] / self.accuracy["student"]
+
+
+def simulate(n_models: int = 4, n_tasks: int = 2, n_items: int = 100, n_samples: int = 1, seed: int = 0,
+             truth: Truth = Truth()) -> Study:
+    rng = np.random.default_rng(seed)
+    roles = ["teacher", "base", "student"] * (n_models // 3) + ["control"] * (n_models % 3)
+    models = []
+    for k, role in enumerate(roles):
+        fam = k // 3
+        name = f"{role}-{fam}" if role != "control" else f"control-{k}"
+        models.append({"model": name, "role": role, "family": f"family-{fam}" if role != "control" else "controls",
+                       "teacher": f"teacher-{fam}" if role == "student" else None,
+                       "base": f"base-{fam}" if role == "student" else None, "cost": "cost", "run_id": None})
+    # families differ in verbosity (x0.5 .. x2), so the student-on-base inflation law has a range to fit
+    n_fam = max(n_models // 3, 1)
+    spread = np.exp(np.linspace(-0.7, 0.7, n_fam)) if n_fam > 1 else np.ones(1)
+    humans, traces = [], []
+    for t in range(n_tasks):
+        task = f"task-{t}"
+        z = rng.standard_normal(n_items)
+        item_ids = [f"{task}-item-{i:04d}" for i in range(n_items)]
+        humans.append(pl.DataFrame({"task": task, "item_id": item_ids, "human_difficulty": np.maximum(3.0 + 0.8 * z, 0.3),
+                                    "measure": "mean_rt"}))
+        for m in models:
+            role = m["role"]
+            rho = truth.rho[role]
+            scale = truth.scale["base"] * truth.inflation if role == "student" else truth.scale[role]
+            scale *= spread[int(m["family"].split("-")[1])] if role != "control" else 1.0
+            latent = rho * z + math.sqrt(1 - rho**2) * rng.standard_normal(n_items)
+            # errors independent of difficulty, so a wrong answer's premium does not move r (expected_r)
+            wrong = rng.random((n_samples, n_items)) > truth.accuracy[role]
+            log_cost = (math.log(scale) + truth.sigma * latent + truth.tau * rng.standard_normal((n_samples, n_items))
+                        + truth.wrong_premium * (wrong - (1 - truth.accuracy[role])))  # a constant: keeps the mean near scale
+            cost = np.maximum(np.round(np.exp(log_cost - truth.sigma**2 / 2 - truth.tau**2 / 2)), 1)
+            traces.append(pl.DataFrame({
+                "model": m["model"], "task": task, "item_id": np.tile(item_ids, n_samples),
+                "sample_idx": np.repeat(np.arange(n_samples), n_items), "cost": cost.ravel().astype(float),
+                "correct": ~wrong.ravel(), "censored": False,
+            }))
+    return Study(pl.concat(traces), pl.concat(humans), pl.DataFrame(models, schema=MODEL_COLUMNS), source=f"synthetic(seed={seed})")
+
+
+@dataclass(frozen=True)
+class ReplayInputs:
+    conf_dir: Path  # hydra.searchpath=[file://conf_dir]: model/<name>.yaml and task/<name>.yaml
+    mirror: Path  # data.mirror=: one item table per task
+    traces: Path  # engine.path=: every model's trace records
+    models: List[str]
+    tasks: List[str]
+
+
+def write_replay_inputs(study: Study, root: Path) -> ReplayInputs:
+    """Model configs, generic task configs, human item tables and one trace file, so that a
+    simulated study goes through the real pipeline: `python -m cogdistill -m engine=replay ...`.
+    Models point at a tokenizer-only folder (replayed records carry token counts)."""
+    import hashlib
+    import json
+
+    conf, mirror = root / "conf", root / "mirror"
+    for sub in (conf / "model", conf / "task", mirror):
+        sub.mkdir(parents=True, exist_ok=True)
+    tokenizer_dir = _tokenizer_folder(root / "tokenizer")
+    tasks = sorted(study.humans["task"].unique())
+    for task in tasks:
+        table = study.humans.filter(pl.col("task") == task).select(
+            "item_id", answer=pl.lit("1"), human_rt_s="human_difficulty", accuracy=pl.lit(1.0), n_trials=pl.lit(10))
+        csv = mirror / f"{task}.csv"
+        table.write_csv(csv)
+        (conf / "task" / f"{task}.yaml").write_text(
+            f"# @package task.{task}\nname: {task}\nkind: generic\nsources:\n  items:\n"
+            f"    url: {csv.resolve().as_uri()}\n    sha256: {hashlib.sha256(csv.read_bytes()).hexdigest()}\n"
+            f"    mirror_path: {task}.csv\ndifficulty:\n  measure: mean_rt\n"
+            "prompt: 'Simulated item {item_id}'\nscorer: integer\n")
+    for m in study.models.iter_rows(named=True):
+        links = "".join(f"{k}: {m[k]}\n" for k in ("teacher", "base") if m[k])
+        (conf / "model" / f"{m['model']}.yaml").write_text(
+            f"name: {m['model']}\nhf_id: synthetic/{m['model']}\nrole: {m['role']}\nfamily: {m['family']}\n{links}"
+            f"weights:\n  source: local\n  path: {tokenizer_dir}\nchat: false\nthink_end: null\n")
+    records = study.traces.select("model", "task", "item_id", "sample_idx", "correct",
+                                  reasoning_tokens=pl.col("cost").cast(pl.Int64), answer_tokens=pl.lit(0))
+    traces = root / "traces.parquet"
+    records.write_parquet(traces)
+    (root / "README.txt").write_text(json.dumps({"source": study.source}) + "\n")
+    return ReplayInputs(conf, mirror, traces, study.models["model"].to_list(), tasks)
+
+
+def _tokenizer_folder(folder: Path) -> Path:
+    """A word-level tokenizer and a minimal config.json: enough for replay, which counts nothing."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.WordLevel({"<unk>": 0, "<eos>": 1}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text('{"unk_token": "<unk>", "eos_token": "<eos>"}')
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    return folder
