@@ -218,15 +218,10 @@ def print_plan(job: Config, tasks: List[Task], max_tokens: int) -> Dict[str, sta
     return {}
 
 
-def _replay_tokenizer(model, weights) -> Optional[ModelTokenizer]:
-    """Replayed records with token counts need no tokenizer; one that cannot load (a hub model
-    offline) only matters for records that carry text alone, and replay says so then."""
-    try:
-        return ModelTokenizer(model, weights)
-    except Exception as exc:  # noqa: BLE001 - any loading failure means "no tokenizer"
-        console.print(f"[yellow]replay: no tokenizer for {model.name} ({type(exc).__name__}); "
-                      "records must carry token counts.[/]")
-        return None
+def _replay_tokenizer(model, weights):
+    from cogdistill.replay import LazyTokenizer
+
+    return LazyTokenizer(lambda: ModelTokenizer(model, weights), model.name)
 
 
 def _replay(path: Optional[str], task: Task, model, tokenizer) -> pl.DataFrame:

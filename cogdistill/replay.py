@@ -32,6 +32,32 @@ class ReplayError(CogdistillError, ValueError):
     """A trace file that cannot be replayed; the message names the file, the record and the fix."""
 
 
+class LazyTokenizer:
+    """The model's tokenizer, loaded when a record first needs counting: records that carry token
+    counts (the usual case) then never import transformers, a few seconds per replayed job."""
+
+    def __init__(self, load: Callable[[], Tokenizer], model_name: str):
+        self._load, self._model_name, self._tokenizer = load, model_name, None
+
+    def _get(self) -> Tokenizer:
+        if self._tokenizer is None:
+            try:
+                self._tokenizer = self._load()
+            except Exception as exc:  # noqa: BLE001 - any loading failure means "cannot count"
+                raise ReplayError(
+                    f"replayed records carry texts without token counts, and the tokenizer of model "
+                    f"'{self._model_name}' cannot load to count them ({type(exc).__name__}: {str(exc)[:300]}). "
+                    "Add `reasoning_tokens` and `answer_tokens` to the records, or point the model config's "
+                    "`weights` at a folder holding its tokenizer.") from exc
+        return self._tokenizer
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> List[int]:
+        return self._get().encode(text, add_special_tokens=add_special_tokens)
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return self._get().decode(ids, skip_special_tokens=skip_special_tokens)
+
+
 def load_traces(path: Path, task: Task, model: ModelConfig,
                 tokenizer: Optional[Tokenizer]) -> Tuple[pl.DataFrame, List[str]]:
     """The file's records for this task and model as a TRACE_SCHEMA frame, plus warnings."""

@@ -294,3 +294,22 @@ def test_unknown_ids_hint_at_max_items(mult_mirror, tmp_path):
     path = write(tmp_path / "t.jsonl", [counts(i, 5, correct=True) for i in IDS])
     with pytest.raises(ReplayError, match=r"3 item id.*task.max_items=3"):
         load(path, task_=capped)
+
+
+def test_lazy_tokenizer_loads_only_when_a_record_needs_counting(task, tmp_path):
+    from cogdistill.replay import LazyTokenizer, ReplayError
+
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise OSError("no tokenizer.json")
+
+    lazy = LazyTokenizer(broken, "some-model")
+    path = tmp_path / "counts.jsonl"
+    path.write_text("\n".join(json.dumps({"item_id": i, "reasoning_tokens": 3, "answer_tokens": 1, "correct": True})
+                              for i in task.items["item_id"]) + "\n")
+    traces, _ = load_traces(path, task, model(), lazy)
+    assert traces.height == task.items.height and calls == []  # counts given: never loaded
+    with pytest.raises(ReplayError, match=r"tokenizer of model 'some-model' cannot load to count them \(OSError"):
+        lazy.encode("text")
