@@ -3,6 +3,9 @@ or to a real `mlflow server`: every run under one parent, none twice, all finish
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -47,16 +50,24 @@ def test_four_parallel_jobs_share_one_sqlite_store_and_one_cache(isolated_env, t
 
 @pytest.fixture
 def mlflow_server(tmp_path):
+    with serve_mlflow(["server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                       "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                      tmp_path / "mlflow-server.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_mlflow(args, log_path: Path, env=None, timeout: float = 120):
+    """`mlflow <args>` (server or ui) with one worker on a free port of 127.0.0.1; yields its URL once
+    /health answers, and stops it and its worker processes (its own session) on exit."""
     port = free_port()
-    log = open(tmp_path / "mlflow-server.log", "w")
+    log = open(log_path, "w")
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=log, stderr=subprocess.STDOUT)
+        [str(Path(sys.executable).parent / "mlflow"), *args, "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
@@ -64,16 +75,17 @@ def mlflow_server(tmp_path):
                         break
             except OSError:
                 pass
-            assert server.poll() is None, (tmp_path / "mlflow-server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow server did not start in 120 s"
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"mlflow {args[0]} did not start in {timeout:.0f} s"
             time.sleep(0.5)
         yield url
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
         log.close()
 
 

@@ -24,6 +24,13 @@ def replayed_sweep(tmp_path_factory):
     replayed as one `-m` sweep into a fresh MLflow store."""
     root = tmp_path_factory.mktemp("synthetic-study")
     study = simulate(n_models=4, n_tasks=3, n_items=300, n_samples=SAMPLES, seed=7, truth=TRUTH)
+    env, stdout = replay_sweep(root, study, "synthetic", bootstrap=300)
+    return {"root": root, "env": env, "study": study, "stdout": stdout, "uri": env["MLFLOW_TRACKING_URI"]}
+
+
+def replay_sweep(root: Path, study, name: str, bootstrap: int, timeout: float = 900):
+    """Replays a simulated study as one `-m` sweep (experiment `name`) into a fresh MLflow store
+    under root; returns the sweep's environment (its MLFLOW_TRACKING_URI names the store) and stdout."""
     inputs = write_replay_inputs(study, root / "inputs")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'store' / 'mlflow.db'}",
            "COGDISTILL_CACHE_DIR": str(root / "cache"), "COGDISTILL_OUTPUT_DIR": str(root / "outputs")}
@@ -31,10 +38,10 @@ def replayed_sweep(tmp_path_factory):
         [sys.executable, "-m", "cogdistill", "-m", "engine=replay", f"engine.path={inputs.traces}",
          f"model={','.join(inputs.models)}", f"task=[{','.join(inputs.tasks)}]",
          f"hydra.searchpath=[file://{inputs.conf_dir}]", f"data.mirror={inputs.mirror}",
-         "analysis.bootstrap=300", "study=synthetic"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=900)
+         f"analysis.bootstrap={bootstrap}", f"study={name}"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return {"root": root, "env": env, "study": study, "stdout": proc.stdout, "uri": env["MLFLOW_TRACKING_URI"]}
+    return env, proc.stdout
 
 
 def parent_run(uri):
