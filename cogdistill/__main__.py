@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from cogdistill.config import CONF_DIR, register_schemas
-from cogdistill.console import quiet_third_party
+from cogdistill.console import exit_with_error, quiet_third_party
 from cogdistill.errors import CogdistillError
 from cogdistill.overrides import check_overrides
 
@@ -23,22 +23,12 @@ def main(cfg: DictConfig) -> None:
     try:
         run_job(cfg)
     except CogdistillError as exc:
-        report(exc)
-
-
-def report(exc: CogdistillError) -> None:
-    """One line, no traceback, exit code 2; escaped, or rich would eat `[multiplication]` as markup."""
-    from rich.markup import escape
-
-    from cogdistill.console import console
-
-    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-    sys.exit(2)
+        exit_with_error(exc)
 
 
 if __name__ == "__main__":
     try:  # before Hydra: it would report these with exit code 1, no suggestion, and save them to .hydra/
         check_overrides(sys.argv[1:])
     except CogdistillError as exc:
-        report(exc)
+        exit_with_error(exc)
     main()

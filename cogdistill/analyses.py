@@ -31,15 +31,9 @@ NAN = float("nan")
 
 def per_item(traces: pl.DataFrame, humans: pl.DataFrame) -> pl.DataFrame:
     """One row per model x task x item: mean cost over samples, its log, accuracy, human difficulty."""
-    agg = traces.group_by("model", "task", "item_id").agg(
-        pl.col("cost").cast(pl.Float64).mean().alias("cost_mean"),
-        pl.col("correct").cast(pl.Float64).mean().alias("model_accuracy"),
-        pl.col("censored").cast(pl.Int64).sum().alias("n_censored"),
-        pl.len().alias("n_samples"),
-    )
+    agg = stats.mean_over_samples(traces, "cost", keys=("model", "task", "item_id"))
     return (agg.join(humans.select("task", "item_id", "human_difficulty", "measure"), on=["task", "item_id"],
                      how="left")
-            .with_columns(log_cost=(pl.col("cost_mean") + 1).log())
             .sort("model", "task", "item_id"))
 
 

@@ -1,6 +1,7 @@
 """One rich console for the whole package, so progress bars and tables never interleave."""
 
 import sys
+from typing import NoReturn
 
 from rich.console import Console
 
@@ -19,3 +20,11 @@ def quiet_third_party() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per downloaded run
     for name in ("transformers", "mlflow", "matplotlib", "alembic", "urllib3", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def exit_with_error(exc: BaseException) -> NoReturn:
+    """One line, no traceback, exit code 2; escaped, or rich would eat `[multiplication]` as markup."""
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    sys.exit(2)

@@ -79,19 +79,22 @@ def bootstrap_r_ci(x: Sequence[float], y: Sequence[float], *, n_boot: int = 2000
     return float(low), float(high)
 
 
-def item_costs(traces: pl.DataFrame, items: pl.DataFrame, cost: str) -> pl.DataFrame:
-    """One row per item: mean cost over samples, its log, correctness, censoring, human RT."""
-    per_item = traces.group_by("item_id").agg(
+def mean_over_samples(traces: pl.DataFrame, cost: str, keys=("item_id",)) -> pl.DataFrame:
+    """One row per item (per `keys`): mean cost over samples, its log(1 + .), accuracy, censoring."""
+    return traces.group_by(*keys).agg(
         pl.col(cost).cast(pl.Float64).mean().alias("cost_mean"),
         pl.col("correct").cast(pl.Float64).mean().alias("model_accuracy"),
-        pl.col("censored").sum().alias("n_censored"),
+        pl.col("censored").cast(pl.Int64).sum().alias("n_censored"),
         pl.len().alias("n_samples"),
-    )
+    ).with_columns(log_cost=(pl.col("cost_mean") + 1).log())
+
+
+def item_costs(traces: pl.DataFrame, items: pl.DataFrame, cost: str) -> pl.DataFrame:
+    """One row per item: mean cost over samples, its log, correctness, censoring, human RT."""
     return (
         items.select("item_id", "human_difficulty", "accuracy", "n_trials")
         .rename({"accuracy": "human_accuracy"})
-        .join(per_item, on="item_id", how="inner")
-        .with_columns(log_cost=(pl.col("cost_mean") + 1).log())
+        .join(mean_over_samples(traces, cost), on="item_id", how="inner")
         .sort("item_id")
     )
 

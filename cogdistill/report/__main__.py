@@ -34,7 +34,7 @@ def parse(argv):
 
 
 def main(argv=None) -> int:
-    from cogdistill.console import console, quiet_third_party
+    from cogdistill.console import console, exit_with_error, quiet_third_party
 
     quiet_third_party()
     args = parse(argv if argv is not None else sys.argv[1:])
@@ -55,10 +55,7 @@ def main(argv=None) -> int:
             log_report(client, parent, out, report)
             console.print(f"logged to MLflow run {parent}")
     except CogdistillError as exc:
-        from rich.markup import escape
-
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        return 2
+        exit_with_error(exc)
     console.print(f"report: {out / 'report.json'}, {out / 'report.md'}, {len(files) - 2} figure(s) "
                   f"in {time.perf_counter() - began:.1f} s")
     return 0

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from cogdistill.config import ConfigError
-from cogdistill.console import quiet_third_party
+from cogdistill.console import exit_with_error, quiet_third_party
 from cogdistill.errors import CogdistillError
 from cogdistill.train.config import TrainConfig
 
@@ -43,7 +43,6 @@ def parse(argv: List[str]) -> Tuple[TrainConfig, List[str]]:
 
 
 def main(argv: List[str]) -> None:
-    from cogdistill.__main__ import report
 
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
@@ -56,10 +55,10 @@ def main(argv: List[str]) -> None:
 
         run_training(cfg, overrides)
     except CogdistillError as exc:
-        report(exc)
+        exit_with_error(exc)
     except Exception as exc:  # Hydra's own composition errors (unknown model, bad override)
         if type(exc).__module__.startswith("hydra"):
-            report(ConfigError(str(exc)))
+            exit_with_error(ConfigError(str(exc)))
         raise
 
 
