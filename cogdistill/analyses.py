@@ -6,8 +6,13 @@ Inputs (built by cogdistill.report.study):
 - `humans`: one row per task x item: task, item_id, human_difficulty, measure;
 - `models`: one row per model: model, role, family, teacher, base.
 Outputs are polars frames (one row per model x task, per family x task, ...) or plain dicts.
-Undefined numbers are NaN (null in report.json), never errors: a study of two controls has no
-families to compare, and a report over it must still build.
+Undefined numbers are NaN (null in report.json) with a one-line reason in the row's `note`,
+never errors and never a number computed from whatever happened to be left: a study of two
+controls has no families to compare, and a report over it must still build.
+
+Censoring (stats.CENSORED_POLICIES): `per_item` applies the policy; every analysis downstream
+reads its `cost_mean` (null for an item the policy dropped) or the traces `traces_for_policy`
+keeps, so one policy holds for r, inflation, inverse efficiency, JSD, RSA and the fixed effects.
 
 References: Williams' t and Steiger's z for dependent correlations sharing a variable
 (Steiger 1980, Psychol. Bull. 87:245); Fisher-z means; Cohen's d with pooled SD.
@@ -16,7 +21,7 @@ References: Williams' t and Steiger's z for dependent correlations sharing a var
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import polars as pl
@@ -29,23 +34,97 @@ NAN = float("nan")
 
 # ---- 1. per model x task ---------------------------------------------------------------------
 
-def per_item(traces: pl.DataFrame, humans: pl.DataFrame) -> pl.DataFrame:
-    """One row per model x task x item: mean cost over samples, its log, accuracy, human difficulty."""
-    agg = stats.mean_over_samples(traces, "cost", keys=("model", "task", "item_id"))
-    return (agg.join(humans.select("task", "item_id", "human_difficulty", "measure"), on=["task", "item_id"],
-                     how="left")
+def per_item(traces: pl.DataFrame, humans: pl.DataFrame, censored: str = "drop") -> pl.DataFrame:
+    """One row per model x task x item: mean cost over the samples the censoring policy keeps
+    (null when it keeps none), its log, accuracy, human difficulty. Each task's measure is set on
+    every row (items without human data included)."""
+    agg = stats.mean_over_samples(traces, "cost", keys=("model", "task", "item_id"), censored=censored)
+    measures = humans.group_by("task").agg(pl.col("measure").drop_nulls().first())
+    return (agg.join(humans.select("task", "item_id", "human_difficulty"), on=["task", "item_id"], how="left")
+            .join(measures, on="task", how="left")
             .sort("model", "task", "item_id"))
 
 
+def traces_for_policy(traces: pl.DataFrame, censored: str) -> pl.DataFrame:
+    """The trace-level analyses' input: censored traces leave under `drop`."""
+    return stats.censoring_filter(traces, censored)
+
+
 def alignment_table(items: pl.DataFrame, traces: pl.DataFrame, *, n_boot: int = 2000, ci: float = 0.95,
-                    seed: int = 0) -> pl.DataFrame:
-    """The paper's measure per model x task: r(log cost, human RT) with p, rho, bootstrap CI, ..."""
+                    seed: int = 0, censored: str = "drop") -> pl.DataFrame:
+    """The paper's measure per model x task: r(log cost, human RT) with p, rho, bootstrap CI, BF,
+    and (multiplicity over every cell of the report) Benjamini-Hochberg q. `items` is per_item's
+    output under the same policy, dropped items included (they are counted and listed)."""
     rows = []
     by_cell = traces.partition_by("model", "task", as_dict=True)
     for (model, task), cell in items.partition_by("model", "task", as_dict=True).items():
-        al = stats.alignment(task, cell, by_cell[(model, task)], "cost", n_boot=n_boot, ci=ci, seed=seed)
+        al = stats.alignment(task, cell, by_cell[(model, task)], "cost", n_boot=n_boot, ci=ci, seed=seed,
+                             censored=censored)
         rows.append({"model": model, **al.as_dict(), "measure": cell["measure"][0]})
-    return pl.DataFrame(rows, infer_schema_length=None).sort("model", "task")
+    table = pl.DataFrame(rows, infer_schema_length=None).sort("model", "task")
+    if not table.height:
+        return table
+    table = table.with_columns(
+        q=pl.Series(stats.bh_qvalues(table["p"].to_list()), dtype=pl.Float64),
+        bf01=1 / pl.col("bf10"))
+    return with_budget_sensitivity(table)
+
+
+def with_budget_sensitivity(table: pl.DataFrame, alpha: float = 0.05) -> pl.DataFrame:
+    """For cells with censored items: q under the `budget` reading (the same BH family, budget p
+    where a cell has one) and whether the conclusion (sign, or q < alpha) changes with the policy."""
+    p_budget = [pb if cens and pb is not None and math.isfinite(pb) else p
+                for p, pb, cens in zip(table["p"], table["p_budget"], table["censored_traces"])]
+    r_budget = [rb if cens else r for r, rb, cens in zip(table["r"], table["r_budget"], table["censored_traces"])]
+    q_budget = stats.bh_qvalues(p_budget)
+
+    def verdict(r, q):
+        if r is None or not math.isfinite(r) or q is None or not math.isfinite(q):
+            return "undefined"
+        return ("positive" if r > 0 else "negative") if q < alpha else "not significant"
+
+    changes = [bool(cens) and verdict(r, q) != verdict(rb, qb)
+               for r, q, rb, qb, cens in zip(table["r"], table["q"], r_budget, q_budget, table["censored_traces"])]
+    return table.with_columns(q_budget=pl.Series(q_budget, dtype=pl.Float64),
+                              conclusion_changes_with_censoring=pl.Series(changes, dtype=pl.Boolean))
+
+
+def reliability_tables(traces: pl.DataFrame, humans: pl.DataFrame, trials: pl.DataFrame, alignment: pl.DataFrame,
+                       *, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(per task: the split-half reliability of human difficulty from the trial-level data;
+    alignment with, per cell, the cost's split-half reliability over samples, the noise ceiling
+    sqrt(rel_human x rel_model) and r / ceiling beside r). `traces` are the policy's traces."""
+    from cogdistill import reliability as R
+
+    measures = dict(humans.group_by("task").agg(pl.col("measure").drop_nulls().first()).iter_rows())
+    by_task = trials.partition_by("task", as_dict=True) if trials.height else {}
+    human_rows, human = [], {}
+    for task in sorted(alignment["task"].unique()):
+        part = by_task.get((task,))
+        res = (R.human_split_half(part, measures.get(task) or "mean_rt", seed=seed) if part is not None
+               else {"reliability": NAN, "note": R.NO_TRIALS})
+        human[task] = res
+        human_rows.append({"task": task, "measure": measures.get(task), **{k: res.get(k) for k in _REL_KEYS}})
+    cells = []
+    cost_by_cell = traces.select("model", "task", "item_id", "sample_idx", "cost").partition_by(
+        "model", "task", as_dict=True)
+    for row in alignment.select("model", "task", "r").iter_rows(named=True):
+        cell = cost_by_cell.get((row["model"], row["task"]))
+        model = R.model_split_half(cell, seed=seed) if cell is not None else {"reliability": NAN, "note": "no traces"}
+        ceiling = R.cell_ceiling(row["r"], human[row["task"]], model)
+        cells.append({"model": row["model"], "task": row["task"], **ceiling, "cost_reliability_note": model.get("note")})
+    ceiling_schema = {"model": pl.Utf8, "task": pl.Utf8, "human_reliability": pl.Float64,
+                      "cost_reliability": pl.Float64, "noise_ceiling": pl.Float64, "r_normalised": pl.Float64,
+                      "ceiling_note": pl.Utf8, "cost_reliability_note": pl.Utf8}
+    human_schema = {"task": pl.Utf8, "measure": pl.Utf8, "reliability": pl.Float64, "median": pl.Float64,
+                    "sd": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "r_half": pl.Float64,
+                    "n_splits_used": pl.Int64, "n_participants": pl.Int64, "n_items": pl.Int64, "note": pl.Utf8}
+    return (pl.DataFrame(human_rows, schema=human_schema),
+            alignment.join(pl.DataFrame(cells, schema=ceiling_schema), on=["model", "task"], how="left"))
+
+
+_REL_KEYS = ("reliability", "median", "sd", "ci_low", "ci_high", "r_half", "n_splits_used", "n_participants",
+             "n_items", "note")
 
 
 # ---- 2. per model ----------------------------------------------------------------------------
@@ -76,18 +155,48 @@ def fisher_ci(rs: Sequence[float], ci: float = 0.95) -> tuple[float, float]:
 
 
 def role_means(alignment: pl.DataFrame, models: pl.DataFrame, ci: float = 0.95) -> pl.DataFrame:
-    """Mean r of each role over its model x task cells (the paper: teachers 0.64, students 0.34)."""
+    """Mean r of each role over its model x task cells: the paper's unweighted mean (teachers
+    0.64, students 0.34) and beside it the inverse-variance weighted Fisher-z mean, in which a
+    60-item task weighs 19 times a 6-item one (weights n - 3). Cells are not independent (they
+    share models and tasks): the multilevel model (report.multilevel) is the inference."""
     joined = alignment.join(models.select("model", "role"), on="model", how="left")
+    if "n_items" not in joined.columns:
+        joined = joined.with_columns(n_items=pl.lit(None, pl.Int64))
     rows = []
     for (role,), cells in joined.partition_by("role", as_dict=True).items():
-        rs = [r for r in cells["r"].to_list() if r is not None and np.isfinite(r)]
+        defined = cells.filter(pl.col("r").is_not_null() & pl.col("r").is_not_nan())
+        rs = defined["r"].to_list()
         low, high = fisher_ci(rs, ci)
+        weighted = stats.weighted_fisher_mean(rs, defined["n_items"].to_list(), ci)
         rows.append({"role": role or "?", "n_models": cells["model"].n_unique(), "n_cells": len(rs),
+                     "n_cells_undefined": cells.height - len(rs),
                      "r_mean": stats.plain_mean(rs), "r_mean_fisher": stats.fisher_mean(rs),
-                     "ci_low": low, "ci_high": high})
+                     "ci_low": low, "ci_high": high, "r_weighted": weighted["r"],
+                     "weighted_ci_low": weighted["ci_low"], "weighted_ci_high": weighted["ci_high"],
+                     "n_items_total": int(defined["n_items"].fill_null(0).sum())})
     return pl.DataFrame(rows, schema={"role": pl.Utf8, "n_models": pl.Int64, "n_cells": pl.Int64,
-                                      "r_mean": pl.Float64, "r_mean_fisher": pl.Float64, "ci_low": pl.Float64,
-                                      "ci_high": pl.Float64}).sort("role")
+                                      "n_cells_undefined": pl.Int64, "r_mean": pl.Float64,
+                                      "r_mean_fisher": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+                                      "r_weighted": pl.Float64, "weighted_ci_low": pl.Float64,
+                                      "weighted_ci_high": pl.Float64, "n_items_total": pl.Int64}).sort("role")
+
+
+def precision_table(alignment: pl.DataFrame) -> pl.DataFrame:
+    """Per task: how much its item count can show. The median CI width over its cells, the
+    smallest |r| detectable at 80% power, and the power to detect the paper's teacher-student
+    difference (0.64 vs 0.34) between two models on all its items (cost correlation 0: the
+    conservative case; the family table uses each pair's observed one)."""
+    rows = []
+    for (task,), cells in alignment.partition_by("task", as_dict=True).items():
+        n = int(cells["n_items"].max() or 0)
+        width = (cells["r_ci_high"] - cells["r_ci_low"]).drop_nulls().drop_nans()
+        power = williams_power(n, 0.0)
+        rows.append({"task": task, "n_items": n, "median_ci_width": float(width.median()) if width.len() else NAN,
+                     "detectable_r": stats.detectable_r(n), "power_teacher_vs_student": power,
+                     "underpowered": not (math.isfinite(power) and power >= 0.8)})
+    return pl.DataFrame(rows, schema={"task": pl.Utf8, "n_items": pl.Int64, "median_ci_width": pl.Float64,
+                                      "detectable_r": pl.Float64, "power_teacher_vs_student": pl.Float64,
+                                      "underpowered": pl.Boolean}).sort("task")
 
 
 # ---- 4. collapse and negative transfer ---------------------------------------------------------
@@ -121,62 +230,122 @@ def steiger_z(r12: float, r13: float, r23: float, n: int) -> tuple[float, float]
     return float(z), float(2 * norm.sf(abs(z)))
 
 
-def compare_dependent(items: pl.DataFrame, task: str, model_a: str, model_b: str) -> Dict[str, float]:
+def compare_dependent(items: pl.DataFrame, task: str, model_a: str, model_b: str) -> Dict[str, Any]:
     """r(a), r(b) on their shared items of `task`, r between their costs, and Williams' t of r(a) - r(b)."""
     def costs(model: str) -> pl.DataFrame:
         return items.filter((pl.col("model") == model) & (pl.col("task") == task)
-                            & pl.col("human_difficulty").is_not_null()).select("item_id", "human_difficulty",
-                                                                                pl.col("log_cost").alias(model))
+                            & pl.col("human_difficulty").is_not_null() & pl.col("log_cost").is_not_null()
+                            ).select("item_id", "human_difficulty", pl.col("log_cost").alias(model))
 
     both = costs(model_a).join(costs(model_b).drop("human_difficulty"), on="item_id", how="inner")
     h, a, b = (both[c].to_numpy() for c in ("human_difficulty", model_a, model_b))
     r_a, r_b, r_ab = stats.pearson(h, a)[0], stats.pearson(h, b)[0], stats.pearson(a, b)[0]
     t, p = williams_t(r_a, r_b, r_ab, both.height)
-    return {"n": both.height, "r_a": r_a, "r_b": r_b, "r_ab": r_ab, "t": t, "p": p}
+    note = None
+    if both.height <= 3:
+        note = f"{both.height} shared item(s) with human data: Williams' t needs at least 4"
+    elif not (math.isfinite(r_a) and math.isfinite(r_b)):
+        note = f"r undefined for {model_a if not math.isfinite(r_a) else model_b} on the shared items"
+    elif not math.isfinite(t):
+        note = "the three correlations are not jointly possible (singular): no test"
+    return {"n": both.height, "r_a": r_a, "r_b": r_b, "r_ab": r_ab, "t": t, "p": p,
+            "power": williams_power(both.height, r_ab), "note": note}
 
 
-def family_table(items: pl.DataFrame, models: pl.DataFrame) -> pl.DataFrame:
-    """Per student (a model with a teacher or a base in the study) x task: its r against the
-    teacher's and the base's, each difference tested with Williams' t on the shared items."""
+PAPER_TEACHER_R, PAPER_STUDENT_R = 0.64, 0.34  # Hu et al. (arXiv 2601.05019): the difference to detect
+
+
+def williams_power(n: int, r_ab: float, rho_a: float = PAPER_TEACHER_R, rho_b: float = PAPER_STUDENT_R,
+                   alpha: float = 0.05) -> float:
+    """Power of the two-sided test of rho_a = rho_b on n shared items when the truth is rho_a vs
+    rho_b (the paper's teacher and student means) and the two costs correlate r_ab: the normal
+    approximation of Steiger's (1980) z, whose noncentrality is (z_a - z_b) sqrt((n - 3) / (2 - 2c))."""
+    from scipy.stats import norm
+
+    if n <= 3:
+        return NAN
+    r23 = r_ab if math.isfinite(r_ab) else 0.0  # unknown: as if independent (conservative for r_ab > 0)
+    rbar = (rho_a + rho_b) / 2
+    psi = r23 * (1 - 2 * rbar**2) - 0.5 * rbar**2 * (1 - 2 * rbar**2 - r23**2)
+    c = psi / (1 - rbar**2) ** 2
+    if c >= 1:
+        return NAN
+    ncp = (math.atanh(rho_a) - math.atanh(rho_b)) * math.sqrt((n - 3) / (2 - 2 * c))
+    crit = norm.ppf(1 - alpha / 2)
+    return float(norm.sf(crit - ncp) + norm.cdf(-crit - ncp))
+
+
+LINK_ROLES = ("student", "rl")  # models compared with their teacher and base; rl never pooled with students
+
+
+def family_table(items: pl.DataFrame, models: pl.DataFrame, power_threshold: float = 0.8) -> pl.DataFrame:
+    """Per student or rl model (a model with a teacher or a base in the study) x task: its r
+    against the teacher's and the base's, each difference tested with Williams' t on the items
+    both have (r_student_vs_* is the student's r on exactly those items). A comparison whose
+    power to detect the paper's 0.64 vs 0.34 is below 80% at its size is marked underpowered."""
     present = set(models["model"])
     rows = []
     for m in models.iter_rows(named=True):
         teacher = m["teacher"] if m["teacher"] in present else None
         base = m["base"] if m["base"] in present else None
-        if m["role"] not in ("student", "rl") or not (teacher or base):
+        if m["role"] not in LINK_ROLES or not (teacher or base):
             continue
         for task in sorted(items.filter(pl.col("model") == m["model"])["task"].unique()):
             own = items.filter((pl.col("model") == m["model"]) & (pl.col("task") == task)
-                               & pl.col("human_difficulty").is_not_null())
+                               & pl.col("human_difficulty").is_not_null() & pl.col("log_cost").is_not_null())
             row = {"student": m["model"], "role": m["role"], "family": m["family"], "task": task,
-                   "teacher": teacher, "base": base,
+                   "teacher": teacher, "base": base, "n_student": own.height,
                    "r_student": stats.pearson(own["human_difficulty"].to_numpy(), own["log_cost"].to_numpy())[0]}
-            for other, label in ((teacher, "teacher"), (base, "base")):
+            notes = []
+            for other, link, label in ((teacher, m["teacher"], "teacher"), (base, m["base"], "base")):
                 res = compare_dependent(items, task, m["model"], other) if other else {}
+                if not other:
+                    notes.append(f"{label} {link!r} is not in this study" if link else f"no {label} link")
+                elif res["note"]:
+                    notes.append(f"vs {label}: {res['note']}")
                 row[f"r_{label}"] = res.get("r_b", NAN)
-                row[f"delta_{label}"] = res.get("r_a", NAN) - res.get("r_b", NAN)  # on the shared items
+                row[f"r_student_vs_{label}"] = res.get("r_a", NAN)  # the student's r on the shared items
+                row[f"n_vs_{label}"] = res.get("n", 0)
+                row[f"delta_{label}"] = res.get("r_a", NAN) - res.get("r_b", NAN)
                 row[f"t_vs_{label}"], row[f"p_vs_{label}"] = res.get("t", NAN), res.get("p", NAN)
+                row[f"power_vs_{label}"] = res.get("power", NAN)
+                power = row[f"power_vs_{label}"]
+                row[f"underpowered_vs_{label}"] = bool(other) and not (math.isfinite(power) and power >= power_threshold)
+            row["note"] = "; ".join(notes) or None
             rows.append(row)
     schema = {"student": pl.Utf8, "role": pl.Utf8, "family": pl.Utf8, "task": pl.Utf8, "teacher": pl.Utf8,
-              "base": pl.Utf8, "r_teacher": pl.Float64, "delta_teacher": pl.Float64, "t_vs_teacher": pl.Float64,
-              "p_vs_teacher": pl.Float64, "r_student": pl.Float64, "r_base": pl.Float64, "delta_base": pl.Float64,
-              "t_vs_base": pl.Float64, "p_vs_base": pl.Float64}
-    return pl.DataFrame(rows, schema=schema).select(list(schema))
+              "base": pl.Utf8, "n_student": pl.Int64, "r_student": pl.Float64}
+    for label in ("teacher", "base"):
+        schema.update({f"r_{label}": pl.Float64, f"r_student_vs_{label}": pl.Float64, f"n_vs_{label}": pl.Int64,
+                       f"delta_{label}": pl.Float64, f"t_vs_{label}": pl.Float64, f"p_vs_{label}": pl.Float64,
+                       f"power_vs_{label}": pl.Float64, f"underpowered_vs_{label}": pl.Boolean})
+    schema["note"] = pl.Utf8
+    table = pl.DataFrame(rows, schema=schema).select(list(schema))
+    # one BH family over every Williams' test of the report (vs teacher and vs base together)
+    q = stats.bh_qvalues(table["p_vs_teacher"].to_list() + table["p_vs_base"].to_list())
+    return table.with_columns(q_vs_teacher=pl.Series(q[:table.height], dtype=pl.Float64),
+                              q_vs_base=pl.Series(q[table.height:], dtype=pl.Float64))
 
 
-def paired_test(a: Sequence[float], b: Sequence[float]) -> Dict[str, float]:
+def paired_test(a: Sequence[float], b: Sequence[float]) -> Dict[str, Any]:
     """Paired t test (and Wilcoxon) of a - b over the pairs where both are defined."""
     from scipy.stats import ttest_rel, wilcoxon
 
-    pairs = np.array([(x, y) for x, y in zip(a, b) if np.isfinite(x) and np.isfinite(y)], float).reshape(-1, 2)
+    pairs = np.array([(x, y) for x, y in zip(a, b) if x is not None and y is not None
+                      and np.isfinite(x) and np.isfinite(y)], float).reshape(-1, 2)
     n = len(pairs)
     out = {"n_pairs": n, "mean_a": NAN, "mean_b": NAN, "mean_diff": NAN, "t": NAN, "df": n - 1, "p": NAN,
-           "wilcoxon_p": NAN}
+           "wilcoxon_p": NAN, "note": None}
     if n == 0:
+        out["note"] = "no pair with both r defined"
         return out
     diff = pairs[:, 0] - pairs[:, 1]
     out.update(mean_a=float(pairs[:, 0].mean()), mean_b=float(pairs[:, 1].mean()), mean_diff=float(diff.mean()))
-    if n >= 2 and np.ptp(diff) > 0:
+    if n < 2:
+        out["note"] = "one pair: a t test needs at least 2"
+    elif stats.is_constant(diff):
+        out["note"] = "every pair differs by the same amount: the t test is undefined"
+    else:
         res = ttest_rel(pairs[:, 0], pairs[:, 1])
         out.update(t=float(res.statistic), p=float(res.pvalue))
         if np.any(diff != 0):
@@ -184,31 +353,49 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> Dict[str, float]:
     return out
 
 
-def zoo_paired_tests(families: pl.DataFrame) -> Dict[str, Dict[str, float]]:
-    """Across the zoo (every student x task cell): student vs base r and student vs teacher r
-    (the paper: students below their bases, t = -2.60, p = 0.011)."""
-    return {"student_vs_base": paired_test(families["r_student"].to_list(), families["r_base"].to_list()),
-            "student_vs_teacher": paired_test(families["r_student"].to_list(), families["r_teacher"].to_list())}
+def zoo_paired_tests(families: pl.DataFrame) -> Dict[str, Dict[str, Any]]:
+    """Across the zoo (every student x task cell), the paper's test: paired t of the student's r
+    against the base's and the teacher's (the paper: students below their bases, t = -2.60,
+    p = 0.011), each pair on the items both models have. Distilled students only: rl models get
+    their own lines, never pooled with them. Cells share models and tasks, so these t tests
+    overstate the evidence; report.multilevel has the design-respecting contrasts."""
+    out = {}
+    for role, prefix in (("student", "student"), ("rl", "rl")):
+        cells = families.filter(pl.col("role") == role)
+        for label in ("base", "teacher"):
+            test = paired_test(cells[f"r_student_vs_{label}"].to_list(), cells[f"r_{label}"].to_list())
+            test["label"] = ("the paper's test: " if role == "student" else "") + f"{role} vs {label}, paired t over cells"
+            out[f"{prefix}_vs_{label}"] = test
+    return out
 
 
 # ---- 5. cargo cult -------------------------------------------------------------------------------
 
-def _task_means(items: pl.DataFrame) -> pl.DataFrame:
-    return items.group_by("model", "task").agg(pl.col("cost_mean").mean().alias("tokens"))
+def _paired_means(items: pl.DataFrame, model: str, other: Optional[str]) -> Dict[str, tuple]:
+    """Per task: (mean cost of `model`, mean cost of `other`) over the items both have a complete
+    cost for, so the censoring policy and missing items never compare different item sets."""
+    if not other:
+        return {}
+    a = items.filter(pl.col("model") == model).select("task", "item_id", pl.col("cost_mean").alias("a"))
+    b = items.filter(pl.col("model") == other).select("task", "item_id", pl.col("cost_mean").alias("b"))
+    both = a.join(b, on=["task", "item_id"]).drop_nulls().group_by("task").agg(pl.col("a").mean(), pl.col("b").mean())
+    return {t: (x, y) for t, x, y in both.iter_rows()}
 
 
 def inflation(items: pl.DataFrame, models: pl.DataFrame) -> pl.DataFrame:
-    """Verbosity inflation per student x task: its mean tokens over the base's and the teacher's."""
-    means = {(r["model"], r["task"]): r["tokens"] for r in _task_means(items).iter_rows(named=True)}
+    """Verbosity inflation per student x task: its mean tokens over the base's and the teacher's,
+    each ratio on the items the two models share."""
+    own = items.group_by("model", "task").agg(pl.col("cost_mean").mean().alias("tokens"))
     rows = []
-    for m in models.filter(pl.col("role").is_in(["student", "rl"])).iter_rows(named=True):
-        for (model, task), tokens in means.items():
-            if model != m["model"]:
-                continue
-            base, teacher = means.get((m["base"], task)), means.get((m["teacher"], task))
-            rows.append({"student": model, "task": task, "tokens": tokens, "tokens_base": base, "tokens_teacher": teacher,
-                         "vs_base": tokens / base if base else None, "vs_teacher": tokens / teacher if teacher else None})
-    return pl.DataFrame(rows, schema={"student": pl.Utf8, "task": pl.Utf8, "tokens": pl.Float64,
+    for m in models.filter(pl.col("role").is_in(list(LINK_ROLES))).iter_rows(named=True):
+        vs_base, vs_teacher = _paired_means(items, m["model"], m["base"]), _paired_means(items, m["model"], m["teacher"])
+        for task, tokens in own.filter(pl.col("model") == m["model"]).select("task", "tokens").iter_rows():
+            base, teacher = vs_base.get(task), vs_teacher.get(task)
+            rows.append({"student": m["model"], "role": m["role"], "task": task, "tokens": tokens,
+                         "tokens_base": base[1] if base else None, "tokens_teacher": teacher[1] if teacher else None,
+                         "vs_base": base[0] / base[1] if base and base[1] else None,
+                         "vs_teacher": teacher[0] / teacher[1] if teacher and teacher[1] else None})
+    return pl.DataFrame(rows, schema={"student": pl.Utf8, "role": pl.Utf8, "task": pl.Utf8, "tokens": pl.Float64,
                                       "tokens_base": pl.Float64, "tokens_teacher": pl.Float64,
                                       "vs_base": pl.Float64, "vs_teacher": pl.Float64}).sort("student", "task")
 
@@ -234,43 +421,114 @@ def elasticity(items: pl.DataFrame) -> pl.DataFrame:
                                       "slope_se": pl.Float64, "r2": pl.Float64}).sort("model", "task")
 
 
-def kl_divergence(p_samples: np.ndarray, q_samples: np.ndarray, bins: int = 20, eps: float = 1e-6) -> float:
-    """KL(P || Q) in nats between two samples, over shared equal-width bins of their pooled range;
-    eps keeps empty bins of Q finite."""
-    if len(p_samples) == 0 or len(q_samples) == 0:
+def js_bins(pooled: np.ndarray) -> np.ndarray:
+    """Shared bin edges from the pooled sample: Freedman-Diaconis width, between 2 and
+    sqrt(n) bins (more bins than that leave most of them empty at the item counts of a task)."""
+    n = pooled.size
+    low, high = float(pooled.min()), float(pooled.max())
+    iqr = float(np.subtract(*np.percentile(pooled, [75, 25])))
+    width = 2 * iqr / n ** (1 / 3) if iqr > 0 else (high - low)
+    k = int(np.clip(math.ceil((high - low) / width) if width > 0 else 2, 2, max(2, math.floor(math.sqrt(n)))))
+    return np.linspace(low, high, k + 1)
+
+
+def js_divergence(p_samples: np.ndarray, q_samples: np.ndarray, edges: Optional[np.ndarray] = None) -> float:
+    """Jensen-Shannon divergence (bits, 0..1) between two samples' histograms over shared bins.
+    Unlike KL it needs no smoothing constant (the mixture is positive wherever either is), is
+    symmetric and bounded, so 0.2 means the same at any item count."""
+    p_samples, q_samples = np.asarray(p_samples, float), np.asarray(q_samples, float)
+    if p_samples.size == 0 or q_samples.size == 0:
         return NAN
-    low, high = min(p_samples.min(), q_samples.min()), max(p_samples.max(), q_samples.max())
-    if high <= low:
-        return 0.0
-    edges = np.linspace(low, high, bins + 1)
-    p = np.histogram(p_samples, edges)[0] + eps
-    q = np.histogram(q_samples, edges)[0] + eps
+    if edges is None:
+        edges = js_bins(np.concatenate([p_samples, q_samples]))
+    if edges[-1] <= edges[0]:
+        return 0.0  # both samples are one and the same value
+    p = np.histogram(np.clip(p_samples, edges[0], edges[-1]), edges)[0].astype(float)
+    q = np.histogram(np.clip(q_samples, edges[0], edges[-1]), edges)[0].astype(float)
     p, q = p / p.sum(), q / q.sum()
-    return float(np.sum(p * np.log(p / q)))
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray) -> float:
+        nz = a > 0
+        return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
+
+    return max(0.0, (kl(p) + kl(q)) / 2)
 
 
-def relative_effort(items: pl.DataFrame, models: pl.DataFrame, bins: int = 20) -> pl.DataFrame:
-    """Per student x task, each item's cost over the teacher's mean cost on that task: the mean
-    (about the inflation over the teacher), its spread, and KL(teacher || student) of the log
-    relative-effort distributions (0 when the student allocates like the teacher, even if it is
-    uniformly more verbose it is not 0: the distribution shifts)."""
+def js_bootstrap_ci(p_samples: np.ndarray, q_samples: np.ndarray, *, n_boot: int = 500, ci: float = 0.95,
+                    seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of js_divergence, resampling items (paired: the two samples are the same
+    items) with the bins of the full sample held fixed."""
+    n = len(p_samples)
+    if n < MIN_EFFORT_ITEMS or n_boot < 1:
+        return NAN, NAN
+    edges = js_bins(np.concatenate([p_samples, q_samples]))
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    values = np.array([js_divergence(p_samples[i], q_samples[i], edges) for i in idx])
+    alpha = (1 - ci) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def js_permutation_p(p_samples: np.ndarray, q_samples: np.ndarray, *, n_perm: int = 200, seed: int = 0) -> float:
+    """P-value of js_divergence against exchangeability: each item's two values swapped at
+    random. A bootstrap CI of a divergence never reaches 0 (the plug-in estimate is biased up),
+    so this, not the CI, says whether the two allocations differ beyond chance at this item count."""
+    n = len(p_samples)
+    if n < MIN_EFFORT_ITEMS or n_perm < 1:
+        return NAN
+    edges = js_bins(np.concatenate([p_samples, q_samples]))
+    observed = js_divergence(p_samples, q_samples, edges)
+    swap = np.random.default_rng(seed).random((n_perm, n)) < 0.5
+    null = np.array([js_divergence(np.where(s, q_samples, p_samples), np.where(s, p_samples, q_samples), edges)
+                     for s in swap])
+    return float((1 + np.sum(null >= observed - 1e-12)) / (n_perm + 1))
+
+
+MIN_EFFORT_ITEMS = 5  # a distribution of relative effort over fewer items is not one
+
+
+def relative_effort(items: pl.DataFrame, models: pl.DataFrame, *, n_boot: int = 500, seed: int = 0) -> pl.DataFrame:
+    """Per student x task, on the items both it and its teacher have: each item's cost over the
+    teacher's mean cost on those items. The mean (about the inflation over the teacher), its
+    spread, and the Jensen-Shannon divergence between the teacher's and the student's
+    log(1 + relative effort) distributions, with a bootstrap CI (0 when the student allocates
+    exactly like the teacher; a uniformly more verbose student shifts its distribution, so > 0)."""
     rows = []
-    for m in models.filter(pl.col("role").is_in(["student", "rl"])).iter_rows(named=True):
+    present = set(models["model"])
+    for m in models.filter(pl.col("role").is_in(list(LINK_ROLES))).iter_rows(named=True):
         teacher = m["teacher"]
         for task in sorted(items.filter(pl.col("model") == m["model"])["task"].unique()):
-            t_cost = items.filter((pl.col("model") == teacher) & (pl.col("task") == task))["cost_mean"].to_numpy()
-            if t_cost.size == 0 or t_cost.mean() <= 0:
-                continue
-            s_cost = items.filter((pl.col("model") == m["model"]) & (pl.col("task") == task))["cost_mean"].to_numpy()
-            scale = t_cost.mean()
-            t_rel, s_rel = np.log1p(t_cost / scale), np.log1p(s_cost / scale)
-            rows.append({"student": m["model"], "teacher": teacher, "task": task,
-                         "effort_mean": float((s_cost / scale).mean()), "effort_sd": float((s_cost / scale).std()),
-                         "teacher_effort_sd": float((t_cost / scale).std()),
-                         "kl_teacher_student": kl_divergence(t_rel, s_rel, bins)})
-    return pl.DataFrame(rows, schema={"student": pl.Utf8, "teacher": pl.Utf8, "task": pl.Utf8,
+            row = {"student": m["model"], "teacher": teacher, "task": task, "n_items": 0, "effort_mean": NAN,
+                   "effort_sd": NAN, "teacher_effort_sd": NAN, "js_teacher_student": NAN, "js_ci_low": NAN,
+                   "js_ci_high": NAN, "js_p": NAN, "note": None}
+            pair = (items.filter((pl.col("model") == m["model"]) & (pl.col("task") == task))
+                    .select("item_id", pl.col("cost_mean").alias("s"))
+                    .join(items.filter((pl.col("model") == teacher) & (pl.col("task") == task))
+                          .select("item_id", pl.col("cost_mean").alias("t")), on="item_id")
+                    .drop_nulls())
+            t_cost, s_cost = pair["t"].to_numpy().astype(float), pair["s"].to_numpy().astype(float)
+            row["n_items"] = pair.height
+            if not teacher or teacher not in present:
+                row["note"] = f"teacher {teacher!r} is not in this study" if teacher else "no teacher link"
+            elif pair.height < MIN_EFFORT_ITEMS:
+                row["note"] = f"{pair.height} shared item(s) with a complete cost: needs at least {MIN_EFFORT_ITEMS}"
+            elif not (np.isfinite(t_cost).all() and np.isfinite(s_cost).all()) or t_cost.mean() <= 0:
+                row["note"] = "the teacher's mean cost is zero or undefined: no relative effort"
+            else:
+                scale = t_cost.mean()
+                t_rel, s_rel = np.log1p(t_cost / scale), np.log1p(s_cost / scale)
+                low, high = js_bootstrap_ci(t_rel, s_rel, n_boot=n_boot, seed=seed)
+                row.update(effort_mean=float((s_cost / scale).mean()), effort_sd=float((s_cost / scale).std()),
+                           teacher_effort_sd=float((t_cost / scale).std()),
+                           js_teacher_student=js_divergence(t_rel, s_rel), js_ci_low=low, js_ci_high=high,
+                           js_p=js_permutation_p(t_rel, s_rel, seed=seed))
+            rows.append(row)
+    return pl.DataFrame(rows, schema={"student": pl.Utf8, "teacher": pl.Utf8, "task": pl.Utf8, "n_items": pl.Int64,
                                       "effort_mean": pl.Float64, "effort_sd": pl.Float64,
-                                      "teacher_effort_sd": pl.Float64, "kl_teacher_student": pl.Float64})
+                                      "teacher_effort_sd": pl.Float64, "js_teacher_student": pl.Float64,
+                                      "js_ci_low": pl.Float64, "js_ci_high": pl.Float64, "js_p": pl.Float64,
+                                      "note": pl.Utf8})
 
 
 def inverse_efficiency(alignment: pl.DataFrame, models: pl.DataFrame) -> tuple[pl.DataFrame, Dict[str, float]]:
@@ -280,45 +538,78 @@ def inverse_efficiency(alignment: pl.DataFrame, models: pl.DataFrame) -> tuple[p
 
     ie = {(r["model"], r["task"]): (r["tokens_mean"] / r["accuracy"] if r["accuracy"] else None)
           for r in alignment.iter_rows(named=True)}
-    rows = [{"student": m["model"], "base": m["base"], "task": task, "ie_student": value, "ie_base": ie.get((m["base"], task))}
-            for m in models.filter(pl.col("role").is_in(["student", "rl"])).iter_rows(named=True)
+    rows = [{"student": m["model"], "role": m["role"], "base": m["base"], "task": task, "ie_student": value,
+             "ie_base": ie.get((m["base"], task))}
+            for m in models.filter(pl.col("role").is_in(list(LINK_ROLES))).iter_rows(named=True)
             for (model, task), value in ie.items() if model == m["model"]]
-    table = pl.DataFrame(rows, schema={"student": pl.Utf8, "base": pl.Utf8, "task": pl.Utf8,
+    table = pl.DataFrame(rows, schema={"student": pl.Utf8, "role": pl.Utf8, "base": pl.Utf8, "task": pl.Utf8,
                                        "ie_student": pl.Float64, "ie_base": pl.Float64}).sort("student", "task")
-    usable = table.drop_nulls(["ie_student", "ie_base"])
+    students = table.filter(pl.col("role") == "student")  # the law is about distilled students; rl is not pooled
+    usable = students.drop_nulls(["ie_student", "ie_base"]).filter(pl.col("ie_student").is_finite()
+                                                                    & pl.col("ie_base").is_finite())
     fit = {"n": usable.height, "slope": NAN, "intercept": NAN, "r2": NAN, "p": NAN,
-           "dropped_cells": table.height - usable.height}
-    if usable.height >= 3 and usable["ie_base"].n_unique() > 1:
+           "dropped_cells": students.height - usable.height, "note": None}
+    if usable.height >= 3 and not stats.is_constant(usable["ie_base"].to_numpy()):
         res = linregress(usable["ie_base"].to_numpy(), usable["ie_student"].to_numpy())
         fit.update(slope=float(res.slope), intercept=float(res.intercept), r2=float(res.rvalue**2), p=float(res.pvalue))
+    else:
+        fit["note"] = (f"{usable.height} student/base cell(s) with accuracy > 0: the regression needs 3 with "
+                       "different base IE")
     return table, fit
 
 
 # ---- 6. difficulty fingerprints ----------------------------------------------------------------
 
-def fingerprints(items: pl.DataFrame) -> pl.DataFrame:
-    """Wide frame: one row per (task, item) shared by every model, one column per model of log
-    cost z-scored within task, and `human` (human difficulty z-scored within task)."""
-    z = lambda col: (pl.col(col) - pl.col(col).mean().over("model", "task")) / pl.col(col).std().over("model", "task")  # noqa: E731
-    scored = items.with_columns(z("log_cost").alias("z"))
-    wide = scored.pivot(on="model", index=["task", "item_id"], values="z").drop_nulls()
+def fingerprints(items: pl.DataFrame, min_coverage: float = 0.9) -> tuple[pl.DataFrame, Dict[str, str]]:
+    """Wide frame: one row per (task, item) shared by every kept model, one column per model of
+    log cost z-scored within task, and `human` (human difficulty z-scored within task); and the
+    models left out, each with its reason. A model whose cost is defined on fewer than
+    `min_coverage` of the items the best-covered model has (censored, missing, constant within a
+    task) is left out rather than shrinking every fingerprint to its items."""
+    def z(col: str, *over: str) -> pl.Expr:
+        return (pl.col(col) - pl.col(col).mean().over(*over)) / pl.col(col).std().over(*over)
+
+    everyone = sorted(items["model"].unique().to_list())
+    scored = (items.filter(pl.col("log_cost").is_not_null()).with_columns(z("log_cost", "model", "task").alias("z"))
+              .filter(pl.col("z").is_finite()))
+    dropped: Dict[str, str] = {}
+    if scored.height:
+        wide = scored.pivot(on="model", index=["task", "item_id"], values="z")
+    else:
+        wide = pl.DataFrame(schema={"task": pl.Utf8, "item_id": pl.Utf8})
+    models = [c for c in wide.columns if c not in ("task", "item_id")]
+    for m in everyone:
+        if m not in models:
+            dropped[m] = "no item with a complete cost that varies within a task (all censored, or constant)"
+    coverage = {m: int(wide[m].is_not_null().sum()) for m in models}
+    best = max(coverage.values(), default=0)
+    for m in models:
+        if coverage[m] < min_coverage * best:
+            dropped[m] = (f"cost defined on {coverage[m]} of the {best} items the best-covered model has "
+                          "(censored, missing or constant within a task)")
+    keep = [m for m in models if m not in dropped]
+    wide = wide.select("task", "item_id", *keep).drop_nulls()
     humans = (items.select("task", "item_id", "human_difficulty").unique(["task", "item_id"])
-              .with_columns(human=(pl.col("human_difficulty") - pl.col("human_difficulty").mean().over("task"))
-                            / pl.col("human_difficulty").std().over("task")).drop("human_difficulty"))
-    return wide.join(humans, on=["task", "item_id"], how="left").sort("task", "item_id")
+              .with_columns(human=z("human_difficulty", "task")).drop("human_difficulty"))
+    return wide.join(humans, on=["task", "item_id"], how="left").sort("task", "item_id"), dropped
 
 
 def rsa(fp: pl.DataFrame) -> pl.DataFrame:
     """Pairwise Pearson r between fingerprints (models and humans) over the items where all are
-    defined; a constant fingerprint (a model that spends the same on every item) gives NaN."""
+    defined (rsa_items says how many)."""
     cols = [c for c in fp.columns if c not in ("task", "item_id")]
-    data = fp.select(cols).drop_nulls().fill_nan(None).drop_nulls().to_numpy().astype(float)
+    data = rsa_rows(fp).select(cols).to_numpy().astype(float)
     n = len(cols)
     mat = np.full((n, n), NAN)
     for i in range(n):
         for j in range(i, n):
             mat[i, j] = mat[j, i] = 1.0 if i == j else stats.pearson(data[:, i], data[:, j])[0]
     return pl.DataFrame({"fingerprint": cols, **{c: mat[:, k] for k, c in enumerate(cols)}})
+
+
+def rsa_rows(fp: pl.DataFrame) -> pl.DataFrame:
+    """The (task, item) rows RSA uses: every fingerprint, the human one included, defined."""
+    return fp.drop_nulls().fill_nan(None).drop_nulls()
 
 
 # ---- 7. beyond the paper: wrong vs right, correct-only alignment ---------------------------------
@@ -363,8 +654,13 @@ def wrong_vs_right_fixed_effects(traces: pl.DataFrame, max_iter: int = 50, tol: 
         frame = cell.select(
             "model", "item_id", y=(pl.col("cost").cast(pl.Float64) + 1).log(), w=(~pl.col("correct")).cast(pl.Float64))
         n_wrong = int(frame["w"].sum())
-        row = {"task": task, "n_traces": frame.height, "n_wrong": n_wrong, "beta": NAN, "se": NAN, "d": NAN}
-        if 0 < n_wrong < frame.height:
+        row = {"task": task, "n_traces": frame.height, "n_wrong": n_wrong, "beta": NAN, "se": NAN, "d": NAN,
+               "note": None}
+        if not frame["y"].is_finite().all():
+            row["note"] = "a NaN or infinite cost: no fit"
+        elif n_wrong == 0 or n_wrong == frame.height:
+            row["note"] = "no wrong trace" if n_wrong == 0 else "no right trace"
+        else:
             for _ in range(max_iter):
                 before = frame.select("y", "w")
                 for group in ("item_id", "model"):
@@ -379,9 +675,12 @@ def wrong_vs_right_fixed_effects(traces: pl.DataFrame, max_iter: int = 50, tol: 
                 beta = float(w @ y) / ww
                 sigma2 = float(((y - beta * w) ** 2).sum()) / dof
                 row.update(beta=beta, se=math.sqrt(sigma2 / ww), d=beta / math.sqrt(sigma2) if sigma2 > 0 else NAN)
+            else:
+                row["note"] = ("wrongness is explained by the item and model effects (every item all wrong or all "
+                               "right for each model): no within variation" if ww <= 1e-12 else "no residual degrees of freedom")
         rows.append(row)
     return pl.DataFrame(rows, schema={"task": pl.Utf8, "n_traces": pl.Int64, "n_wrong": pl.Int64, "beta": pl.Float64,
-                                      "se": pl.Float64, "d": pl.Float64}).sort("task")
+                                      "se": pl.Float64, "d": pl.Float64, "note": pl.Utf8}).sort("task")
 
 
 def correct_only_alignment(traces: pl.DataFrame, humans: pl.DataFrame, alignment: pl.DataFrame) -> pl.DataFrame:

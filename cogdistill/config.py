@@ -80,9 +80,11 @@ class SourceConfig:
 @dataclass
 class DifficultyConfig:
     measure: str = "mean_rt"  # mean_rt | median_rt | mean_log_rt | error_rate (accuracy-only data)
-    rt_min: Optional[float] = None  # trials outside [rt_min, rt_max] are dropped (source units)
+    rt_min: Optional[float] = None  # trials outside [rt_min, rt_max] seconds are dropped (RT measures)
     rt_max: Optional[float] = None
     correct_only: bool = True  # RT over correct trials only
+    # a median kept RT outside [low, high] seconds is a unit error (ms read as s); null: no check
+    plausible_median_rt_s: Optional[List[float]] = field(default_factory=lambda: [0.05, 300.0])
 
 
 @dataclass
@@ -97,7 +99,8 @@ class TaskConfig:
     # cogdistill.train's split (cogdistill/tasks/split.py): train = sha256(item_id) % split_k == 0
     items_split: Optional[str] = None  # null: every item; train | heldout
     split_k: int = 3
-    # kind: generic only: {cogdistill column: your file's column}, e.g. {item_id: stim, rt_ms: RT}
+    # kind: generic only: {cogdistill column: your file's column}, e.g. {item_id: stim, rt_ms: RT,
+    # participant: subject} (participant ids give the split-half reliability of human difficulty)
     columns: Dict[str, str] = field(default_factory=dict)
     license: Optional[str] = None
     citation: Optional[str] = None
@@ -189,6 +192,9 @@ class AnalysisConfig:
     # auto: reasoning_tokens for models with think tags, total_tokens (the whole response) for
     # models without, whose reasoning is the visible response itself.
     cost: str = "auto"  # auto | reasoning_tokens | total_tokens
+    # censored traces (cut by max_tokens): drop = an item's cost is the mean over its uncensored
+    # samples, items with none leave the cell; budget = count them at the budget (sensitivity)
+    censored: str = "drop"
     bootstrap: int = 2000
     ci: float = 0.95
     seed: int = 0
@@ -262,6 +268,20 @@ def stays_inside(rel: str) -> bool:
     config (mirror_path, weight parts) must not reach /etc/passwd through `..` or a leading '/'."""
     path = PurePath(rel)
     return bool(rel.strip()) and not path.is_absolute() and ".." not in path.parts
+
+
+def plausible_rt_problem(window: Any) -> Optional[str]:
+    """What is wrong with a `difficulty.plausible_median_rt_s` value, or None when it is usable
+    (null, or two positive numbers low < high, in seconds)."""
+    if window is None:
+        return None
+    values = list(window) if isinstance(window, (list, tuple)) or OmegaConf.is_list(window) else [window]
+    if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return "give two numbers [low, high] in seconds, e.g. [0.05, 300] (or null to skip the check)."
+    low, high = float(values[0]), float(values[1])
+    if not (low > 0 and high > 0 and low < high):
+        return "needs two positive numbers with low < high (seconds), e.g. [0.05, 300]."
+    return None
 
 
 def is_sha256(text: str) -> bool:
@@ -346,9 +366,17 @@ def validate(cfg: DictConfig) -> Config:
                 f"{tfile}: `difficulty.measure: {task.difficulty.measure}` must be one of "
                 f"{', '.join(MEASURES)}." + did_you_mean(task.difficulty.measure, list(MEASURES))
             )
+        window_problem = plausible_rt_problem(task.difficulty.plausible_median_rt_s)
+        if window_problem:
+            raise ConfigError(f"{tfile}: `difficulty.plausible_median_rt_s: {task.difficulty.plausible_median_rt_s}` "
+                              + window_problem)
     if job.analysis.cost not in ("auto", "reasoning_tokens", "total_tokens"):
         raise ConfigError(f"analysis.cost={job.analysis.cost}: use auto, reasoning_tokens or total_tokens."
                           + did_you_mean(job.analysis.cost, ["auto", "reasoning_tokens", "total_tokens"]))
+    if job.analysis.censored not in ("drop", "budget"):
+        raise ConfigError(f"analysis.censored={job.analysis.censored}: use drop (the default: censored costs are "
+                          "not complete costs) or budget (count them at max_tokens, a sensitivity analysis)."
+                          + did_you_mean(str(job.analysis.censored), ["drop", "budget"]))
     if job.sampling.n < 1:
         raise ConfigError(f"sampling.n={job.sampling.n}: must be at least 1.")
     return job

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 import tempfile
@@ -15,7 +16,7 @@ from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cogdistill import stats
+from cogdistill import reliability, stats
 from cogdistill.config import ENGINE_SCHEMAS, Config, ConfigError, cache_dir, model_file, validate
 from cogdistill.console import console, quiet_third_party
 from cogdistill.cache import GenerationCache, generation_key
@@ -158,12 +159,14 @@ def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
         run.log_params({
             "hf_id": model.hf_id, "revision": model.revision, "weights": weights.fingerprint,
             "engine": engine_name, "engine_version": engine_version, "max_tokens": max_tokens,
-            "cost": cost, **{f"engine.{k}": v for k, v in dataclasses.asdict(settings).items()},
+            "cost": cost, "analysis.censored": job.analysis.censored, **{f"engine.{k}": v for k, v in dataclasses.asdict(settings).items()},
             **{f"sampling.{k}": v for k, v in dataclasses.asdict(job.sampling).items()},
             **{f"task.{t.name}.n_items": t.items.height for t in tasks},
             **{f"task.{t.name}.difficulty": t.config.difficulty.measure for t in tasks},
         })
         per_task: Dict[str, pl.DataFrame] = {}
+        all_traces: List[pl.DataFrame] = []
+        ceilings: Dict[str, dict] = {}
         gen_tokens = 0
         try:
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -177,11 +180,13 @@ def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
                         traces = _replay(settings.path, task, model, tokenizer)
                     if cache.misses > misses_before:  # throughput only means something for new generations
                         gen_tokens += int(traces["total_tokens"].sum())
-                    per_item = stats.item_costs(traces, task.items, cost)
+                    per_item = stats.item_costs(traces, task.items, cost, job.analysis.censored)
                     al = stats.alignment(task.name, per_item, traces, cost, n_boot=job.analysis.bootstrap,
-                                         ci=job.analysis.ci, seed=job.analysis.seed)
+                                         ci=job.analysis.ci, seed=job.analysis.seed, censored=job.analysis.censored)
                     results[task.name], per_task[task.name] = al, per_item
-                    _log_task(run, model.name, task, traces, per_item, al, cost)
+                    all_traces.append(traces)
+                    ceilings[task.name] = task_ceiling(task, traces, cost, job.analysis.censored, al.r)
+                    _log_task(run, model.name, task, traces, per_item, al, cost, ceilings[task.name])
         finally:
             engine.close()
         rs = [a.r for a in results.values()]
@@ -199,7 +204,11 @@ def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
     except BaseException:
         run.finish("FAILED")
         raise
-    _print_summary(model.name, engine_name, results, summary, run)
+    _print_summary(model.name, engine_name, results, summary, run, ceilings)
+    warning = stats.censoring_warning(pl.concat(all_traces, how="diagonal_relaxed") if all_traces else pl.DataFrame(),
+                                      max_tokens)
+    if warning:
+        console.print(f"[bold yellow]{model.name}: {warning}[/]", soft_wrap=True)
     return results
 
 
@@ -233,26 +242,40 @@ def _replay(path: Optional[str], task: Task, model, tokenizer) -> pl.DataFrame:
     return traces
 
 
+def task_ceiling(task: Task, traces: pl.DataFrame, cost: str, censored: str, r: float) -> dict:
+    """Human split-half reliability (trials with participant ids), the cost's over samples (when
+    there are >= 2 per item), the noise ceiling and r / ceiling, as the report computes them."""
+    human = reliability.human_split_half(task.trials, task.config.difficulty.measure)
+    used = stats.censoring_filter(traces, censored).select("item_id", "sample_idx", pl.col(cost).alias("cost"))
+    return reliability.cell_ceiling(r, human, reliability.model_split_half(used))
+
+
 def _log_task(run: JobRun, model: str, task: Task, traces: pl.DataFrame, per_item: pl.DataFrame,
-              al: stats.Alignment, cost: str) -> None:
+              al: stats.Alignment, cost: str, ceiling: dict) -> None:
     name = task.name
     run.log_metrics({
         f"r/{name}": al.r, f"p/{name}": al.p, f"rho/{name}": al.rho, f"r_ci_low/{name}": al.r_ci_low,
         f"r_ci_high/{name}": al.r_ci_high, f"acc/{name}": al.accuracy, f"tokens_mean/{name}": al.tokens_mean,
         f"n_items/{name}": al.n_items, f"censored_items/{name}": al.censored_items,
-        f"censored_traces/{name}": al.censored_traces,
+        f"censored_traces/{name}": al.censored_traces, f"dropped_items/{name}": al.n_items_dropped,
+        f"bf10/{name}": al.bf10, f"r_budget/{name}": al.r_budget,
+        **{f"{k}/{name}": v for k, v in ceiling.items() if k != "ceiling_note"},
     })
     if not run.enabled:
         return
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         traces.write_parquet(out / f"{name}.parquet")
-        items = task.items.join(per_item.select("item_id", "cost_mean", "log_cost", "model_accuracy", "n_censored"),
+        items = task.items.join(per_item.select("item_id", "cost_mean", "log_cost", "model_accuracy", "n_censored",
+                                                "n_samples"),
                                 on="item_id", how="left")
         items.write_parquet(out / f"{name}_items.parquet")
         items.write_csv(out / f"{name}_items.csv")
         files = [("traces", out / f"{name}.parquet"), ("items", out / f"{name}_items.parquet"),
                  ("items", out / f"{name}_items.csv")]
+        if task.trials.height:  # the report's human split-half reliability needs the trial-level data
+            task.trials.write_parquet(out / f"{name}_trials.parquet")
+            files.append(("humans", out / f"{name}_trials.parquet"))
         if per_item["human_difficulty"].drop_nulls().len():  # no human data, nothing to plot
             scatter_cost_vs_rt(per_item, al, model=model, cost=cost, out=out / f"{name}_scatter.png",
                                measure=task.config.difficulty.measure)
@@ -260,18 +283,42 @@ def _log_task(run: JobRun, model: str, task: Task, traces: pl.DataFrame, per_ite
         run.log_files(files)
 
 
-def _print_summary(model: str, engine: str, results: Dict[str, stats.Alignment], summary: dict, run: JobRun) -> None:
+def _print_summary(model: str, engine: str, results: Dict[str, stats.Alignment], summary: dict, run: JobRun,
+                   ceilings: Dict[str, dict]) -> None:
     table = Table(title=f"{model} ({engine}): r between log token cost and human RT")
-    for col in ("task", "items", "r", "95% CI", "p", "rho", "accuracy", "mean tokens", "censored"):
+    for col in ("task", "items", "r", "95% CI", "p", "BF10", "r / ceiling", "rho", "accuracy", "mean tokens",
+                "censored"):
         table.add_column(col, justify="left" if col == "task" else "right")
+
+    def num(x: float, spec: str) -> str:
+        return "-" if x is None or x != x else format(x, spec)  # NaN: undefined, its reason is printed below
+
     for al in results.values():
-        table.add_row(al.task, str(al.n_items), f"{al.r:.3f}", f"[{al.r_ci_low:.2f}, {al.r_ci_high:.2f}]",
-                      f"{al.p:.2g}", f"{al.rho:.3f}", f"{al.accuracy:.2f}", f"{al.tokens_mean:.1f}",
-                      str(al.censored_items))
+        ci = "-" if al.r_ci_low != al.r_ci_low else f"[{al.r_ci_low:.2f}, {al.r_ci_high:.2f}]"
+        censored = str(al.censored_items) + (f" ({al.n_items_dropped} dropped)" if al.n_items_dropped else "")
+        ceiling = ceilings.get(al.task, {})
+        table.add_row(al.task, str(al.n_items), num(al.r, ".3f"), ci, num(al.p, ".2g"), num(al.bf10, ".3g"),
+                      num(ceiling.get("r_normalised", float("nan")), ".2f"), num(al.rho, ".3f"),
+                      num(al.accuracy, ".2f"), num(al.tokens_mean, ".1f"), censored)
     console.print(table)
     for al in results.values():
         if al.note:
             console.print(f"[yellow]{al.task}: {al.note}[/]")
+        elif al.ci_note:
+            console.print(f"[yellow]{al.task}: no CI: {al.ci_note}[/]")
+        ceiling = ceilings.get(al.task, {})
+        if math.isfinite(ceiling.get("noise_ceiling", math.nan)):
+            console.print(f"{al.task}: noise ceiling {ceiling['noise_ceiling']:.2f} (human split-half reliability "
+                          f"{ceiling['human_reliability']:.2f}"
+                          + (f", cost {ceiling['cost_reliability']:.2f}" if math.isfinite(ceiling["cost_reliability"])
+                             else "") + ")", soft_wrap=True)
+        elif ceiling.get("ceiling_note"):
+            console.print(f"[dim]{al.task}: noise ceiling {ceiling['ceiling_note']}[/]", soft_wrap=True)
+        if al.n_items_dropped:
+            console.print(f"[yellow]{al.task}: {al.n_items_dropped} item(s) had no uncensored sample and left r "
+                          f"(analysis.censored={al.censored_policy}): {', '.join(al.dropped_items[:10])}"
+                          f"{' ...' if al.n_items_dropped > 10 else ''}; with censored costs at the budget "
+                          f"r = {num(al.r_budget, '.3f')}[/]", soft_wrap=True)
     if summary["gen_seconds"]:
         console.print(f"generation: {summary['gen_tokens']} tokens in {summary['gen_seconds']:.1f} s "
                       f"({summary['gen_tokens_per_s']:.1f} tok/s)")

@@ -78,11 +78,17 @@ def load_traces(path: Path, task: Task, model: ModelConfig,
             for where, rec in records]
     unknown = sorted({item for item, _ in keys if item not in items})
     if unknown:
+        unpadded = {item.lstrip("0") or "0": item for item in items}  # ids are text: '07' is not 7
+        lost_zeros = [item for item in unknown if item.isdigit() and unpadded.get(item) not in (None, item)]
         raise ReplayError(
             f"{file}: {len(unknown)} item id(s) that task '{task.name}' does not have, e.g. {unknown[:5]}; "
-            f"its ids look like {list(items)[:5]}. Check that the file is for this task and uses its item ids"
-            + (f" (task.max_items={task.config.max_items} keeps only the first items)." if task.config.max_items
-               else ".")
+            f"its ids look like {list(items)[:5]}. "
+            + (f"The file's ids lost their leading zeros (e.g. {lost_zeros[0]} for '{unpadded[lost_zeros[0]]}'): "
+               "write item_id as text, a quoted string in JSON Lines or a string column in parquet."
+               if lost_zeros else
+               "Check that the file is for this task and uses its item ids"
+               + (f" (task.max_items={task.config.max_items} keeps only the first items)." if task.config.max_items
+                  else "."))
         )
     first_seen: Dict[Tuple[str, int], str] = {}
     for (where, _), key in zip(records, keys):
@@ -247,10 +253,12 @@ def _select(file: Path, records: Records, column: str, wanted: str, fix: str) ->
 
 
 def _item_id(file: Path, where: str, rec: Dict[str, Any]) -> str:
+    """The record's item id as text, exactly as written: '07' stays '07' (a JSON or parquet integer
+    becomes its decimal digits; leading zeros it never had cannot be restored)."""
     value = rec.get("item_id")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ReplayError(f"{file}: {where}: `item_id` is {value!r}; every record needs the task's item id.")
-    return str(value)
+    return value if isinstance(value, str) else str(value)
 
 
 def _natural(file: Path, where: str, rec: Dict[str, Any], field: str, default: Optional[int] = None) -> Optional[int]:

@@ -290,7 +290,8 @@ def sweep_report(client, parent: Dict[str, str], out: Path, analysis) -> None:
     try:
         with console.status("Building the comparison report..."):
             study = from_mlflow(parent["tracking_uri"], experiment, parent["run_id"])
-            report, _ = write_report(study, out, n_boot=analysis.bootstrap, seed=analysis.seed)
+            report, _ = write_report(study, out, n_boot=analysis.bootstrap, seed=analysis.seed,
+                                     censored=analysis.get("censored", "drop"))
         print_report(report, console)
         log_report(client, parent["run_id"], out, report)
         console.print(f"report: {out}/report.md (also under report/ on MLflow run {parent['run_id']})")

@@ -166,21 +166,45 @@ def test_elasticity_recovers_a_power_law_and_skips_error_rates():
     assert A.elasticity(items.with_columns(measure=pl.lit("error_rate"))).height == 0
 
 
-def test_kl_divergence_by_hand():
+def test_js_divergence_matches_scipy_and_needs_no_smoothing_constant():
+    from scipy.spatial.distance import jensenshannon
+
     p = np.array([0.0, 0.0, 1.0, 1.0])  # two bins over [0, 1]: P = (.5, .5)
     q = np.array([0.0, 1.0, 1.0, 1.0])  # Q = (.25, .75)
-    assert A.kl_divergence(p, q, bins=2, eps=0) == pytest.approx(0.5 * math.log(2) + 0.5 * math.log(0.5 / 0.75))
-    assert A.kl_divergence(p, p) == pytest.approx(0.0)
-    assert A.kl_divergence(np.ones(3), np.ones(3)) == 0.0
+    edges = np.array([0.0, 0.5, 1.0])
+    ref = jensenshannon([0.5, 0.5], [0.25, 0.75], base=2) ** 2  # scipy returns the distance (sqrt of JSD)
+    assert A.js_divergence(p, q, edges) == pytest.approx(ref)
+    assert A.js_divergence(p, p) == pytest.approx(0.0)
+    assert A.js_divergence(np.ones(3), np.ones(3)) == 0.0
+    disjoint = A.js_divergence(np.zeros(10), np.ones(10), np.array([0.0, 0.5, 1.0]))
+    assert disjoint == pytest.approx(1.0)  # bounded: an empty bin is no division by zero
 
 
-def test_relative_effort_scales_by_the_teachers_task_mean():
-    traces, humans = study_of({"S": [10, 30], "T": [10, 10]}, [1, 2])
+def test_relative_effort_scales_by_the_teachers_mean_and_bootstraps_js():
+    rng = np.random.default_rng(2)
+    t = rng.uniform(50, 150, 30)
+    traces, humans = study_of({"S": 2 * t, "T": t}, np.arange(30) + 1.0)
     models = models_frame([{"model": "S", "role": "student", "teacher": "T"}, {"model": "T", "role": "teacher"}])
     (row,) = A.relative_effort(A.per_item(traces, humans), models).iter_rows(named=True)
-    assert row["effort_mean"] == pytest.approx(2.0) and row["effort_sd"] == pytest.approx(1.0)
-    # teacher: all mass in the first bin; student: half there, half in the last -> KL = log 2
-    assert row["teacher_effort_sd"] == 0 and row["kl_teacher_student"] == pytest.approx(math.log(2), abs=1e-4)
+    rel = (2 * t) / t.mean()
+    assert row["effort_mean"] == pytest.approx(rel.mean()) and row["effort_sd"] == pytest.approx(rel.std())
+    assert row["n_items"] == 30 and row["note"] is None
+    assert 0 < row["js_teacher_student"] <= 1 and row["js_ci_low"] <= row["js_ci_high"]
+    same = A.relative_effort(A.per_item(*study_of({"S": t, "T": t}, np.arange(30) + 1.0)), models)
+    assert same["js_teacher_student"][0] == pytest.approx(0.0)  # allocates exactly like its teacher
+
+
+def test_relative_effort_says_why_it_is_undefined():
+    models = models_frame([{"model": "S", "role": "student", "teacher": "T"}, {"model": "T", "role": "teacher"},
+                           {"model": "S2", "role": "student", "teacher": "gone"}])
+    traces, humans = study_of({"S": [10, 30, 5, 7, 9, 11], "T": [0, 0, 0, 0, 0, 0], "S2": [1, 2, 3, 4, 5, 6]},
+                              [1, 2, 3, 4, 5, 6])
+    rows = {r["student"]: r for r in A.relative_effort(A.per_item(traces, humans), models).iter_rows(named=True)}
+    assert math.isnan(rows["S"]["js_teacher_student"]) and "mean cost is zero" in rows["S"]["note"]
+    assert math.isnan(rows["S2"]["js_teacher_student"]) and "not in this study" in rows["S2"]["note"]
+    few, _ = study_of({"S": [10, 30], "T": [10, 10]}, [1, 2])
+    (row,) = A.relative_effort(A.per_item(few, humans), models.head(2)).iter_rows(named=True)
+    assert math.isnan(row["js_teacher_student"]) and "needs at least 5" in row["note"]
 
 
 def test_inverse_efficiency_regression_matches_scipy_and_drops_zero_accuracy():
@@ -204,14 +228,25 @@ def test_fingerprints_z_score_within_task_and_rsa_recovers_signs():
     t1, h1 = study_of({"up": [1, 3, 8, 20], "down": [20, 8, 3, 1], "flat": [5, 5, 5, 5]}, rts, task="a")
     t2, h2 = study_of({"up": [2, 4, 9, 30], "down": [30, 9, 4, 2], "flat": [5, 5, 5, 5]}, rts, task="b")
     items = A.per_item(pl.concat([t1, t2]), pl.concat([h1, h2]))
-    fp = A.fingerprints(items)
-    assert fp.height == 8
+    fp, dropped = A.fingerprints(items)
+    assert fp.height == 8 and "flat" not in fp.columns and "constant" in dropped["flat"]
     a_up = np.log1p([1, 3, 8, 20])
     assert fp.filter(pl.col("task") == "a")["up"].to_numpy() == pytest.approx((a_up - a_up.mean()) / a_up.std(ddof=1))
-    rsa = A.rsa(fp.drop("flat"))
+    rsa = A.rsa(fp)
     mat = {row["fingerprint"]: row for row in rsa.iter_rows(named=True)}
     assert mat["up"]["down"] == pytest.approx(-1.0, abs=0.05) and mat["up"]["up"] == 1.0
     assert mat["up"]["human"] > 0.9 and mat["down"]["human"] < -0.9
+
+
+def test_rsa_leaves_out_a_mostly_censored_model_instead_of_shrinking_everyone():
+    rts = list(np.arange(1.0, 21.0))
+    up = [k + 1 for k in range(20)]
+    traces, humans = study_of({"a": up, "b": up[::-1], "c": up}, rts)
+    # c: 15 of its 20 items censored (no complete cost under drop)
+    traces = traces.with_columns(censored=(pl.col("model") == "c") & (pl.col("item_id").str.slice(1).cast(pl.Int64) >= 5))
+    fp, dropped = A.fingerprints(A.per_item(traces, humans).filter(pl.col("cost_mean").is_not_null()))
+    assert set(dropped) == {"c"} and "5 of the 20 items" in dropped["c"]
+    assert fp.height == 20 and A.rsa_rows(fp).height == 20
 
 
 # ---- wrong vs right ----

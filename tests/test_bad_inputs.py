@@ -349,7 +349,7 @@ def test_all_equal_token_counts_give_nan_r_and_a_note():
 
 def test_one_item_gives_nan_r_and_a_note():
     al = alignment([7], [1.0])
-    assert math.isnan(al.r) and al.n_items == 1 and "1 item(s): r needs at least 3" in al.note
+    assert math.isnan(al.r) and al.n_items == 1 and "1 item(s) with human data and a complete cost: r needs at least 3" in al.note
 
 
 def test_all_equal_human_rts_give_a_note():
@@ -377,7 +377,7 @@ def test_a_one_item_task_runs_end_to_end_and_logs_a_nan_free_run(isolated_env, t
                                f"data.mirror={data.parent}", "engine=replay", f"engine.path={traces}",
                                "analysis.bootstrap=50"]))
     al = results["one"]
-    assert math.isnan(al.r) and "1 item(s): r needs at least 3" in al.note
+    assert math.isnan(al.r) and "1 item(s) with human data and a complete cost: r needs at least 3" in al.note
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     (mlrun,) = client.search_runs([client.get_experiment_by_name("demo").experiment_id])
     assert mlrun.info.status == "FINISHED" and "r/one" not in mlrun.data.metrics  # NaN is left out, not logged

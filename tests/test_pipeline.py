@@ -1,5 +1,6 @@
 """One job and one sweep, end to end, on the tiny random model and a synthetic human-data mirror."""
 
+import math
 import os
 import subprocess
 import sys
@@ -12,8 +13,28 @@ from conftest import compose
 
 
 def job_overrides(tiny_conf, mirror, sha):
+    # the random-weight model rambles to max_tokens on every item: count those costs at the budget
+    # here (these tests are about what a job logs); test_censored_costs_leave_r_by_default covers drop
     return [f"hydra.searchpath=[file://{tiny_conf}]", "model=tiny-random", f"data.mirror={mirror}",
-            f"task.multiplication.sources.trials.sha256={sha}", "analysis.bootstrap=200"]
+            f"task.multiplication.sources.trials.sha256={sha}", "analysis.bootstrap=200",
+            "analysis.censored=budget"]
+
+
+def test_censored_costs_leave_r_by_default_and_the_job_says_what_to_do(isolated_env, tiny_conf, mult_mirror,
+                                                                        capsys):
+    from mlflow import MlflowClient
+
+    mirror, sha = mult_mirror
+    overrides = [o for o in job_overrides(tiny_conf, mirror, sha) if not o.startswith("analysis.censored")]
+    al = run_job(compose(overrides + ["model.max_tokens=8"]))["multiplication"]
+    assert al.censored_items == 6 and al.n_items_dropped == 6 and al.n_items == 0
+    assert math.isnan(al.r) and math.isnan(al.r_ci_low) and "every item was censored" in al.note
+    out = capsys.readouterr().out
+    assert "100% of the traces were cut by max_tokens=8" in out and "sampling.max_tokens=16" in out
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    (run,) = client.search_runs([client.get_experiment_by_name("demo").experiment_id])
+    assert run.data.metrics["dropped_items/multiplication"] == 6 and "r/multiplication" not in run.data.metrics
+    assert run.data.params["analysis.censored"] == "drop"
 
 
 def test_job_logs_metrics_tags_and_artifacts_to_mlflow(isolated_env, tiny_conf, mult_mirror):

@@ -67,6 +67,20 @@ def test_the_sweeps_report_recovers_the_simulated_ground_truth(replayed_sweep):
     assert len(fams) == 3 and {f["student"] for f in fams} == {"student-0"}
     assert all(f["delta_base"] < 0 and f["p_vs_teacher"] < 0.001 for f in fams)
     assert sum(f["p_vs_base"] < 0.05 for f in fams) >= 2  # a true gap of ~0.24 at n = 300: power ~0.85 per task
+    assert all(f["q_vs_teacher"] < 0.001 and not f["underpowered_vs_teacher"] for f in fams)
+    # every cell's r has q, BF10 and BF01; the teacher's alignment is decisive evidence
+    cells = {(c["model"], c["task"]): c for c in report["alignment"]}
+    assert all(cells[("teacher-0", t)]["bf10"] > 100 for t in ("task-0", "task-1", "task-2"))
+    assert all(c["n_items"] == 300 and c["q"] >= c["p"] for c in cells.values())
+    assert report["schema_version"] == 2 and report["censored_policy"] == "drop"
+    # reliability: the human trials reach the report through the runs, and the known reliability is recovered
+    for row in report["human_reliability"]:
+        assert row["reliability"] == pytest.approx(TRUTH.human_reliability(), abs=0.03) and row["n_participants"] == 20
+    assert all(0.85 < c["noise_ceiling"] < 1 and c["r_normalised"] == pytest.approx(c["r"] / c["noise_ceiling"])
+               for c in cells.values())
+    # the design-respecting contrast agrees in sign with the simulated collapse
+    contrasts = report["multilevel"]["role_contrasts"]["contrasts"]
+    assert contrasts["student_vs_teacher"]["estimate"] < 0 and contrasts["student_vs_teacher"]["ci_high"] < 0
     assert report["paired_tests"]["student_vs_base"]["mean_diff"] == pytest.approx(
         TRUTH.expected_r("student", SAMPLES) - TRUTH.expected_r("base", SAMPLES), abs=0.1)
 
@@ -79,7 +93,8 @@ def test_the_sweeps_report_recovers_the_simulated_ground_truth(replayed_sweep):
     # each task's items share one draw of difficulties, which the teacher tracks and the student
     # barely does, so a task's ratio of means moves by ~10%: compare the mean over tasks
     assert sum(e["effort_mean"] for e in effort) / len(effort) == pytest.approx(teacher_scale, rel=0.15)
-    assert all(e["kl_teacher_student"] > 0.05 for e in effort)
+    # the student reallocates (flat where the teacher tracks difficulty): JSD beyond the permutation null
+    assert all(e["js_teacher_student"] > 0.02 and e["js_p"] < 0.05 for e in effort)
     elasticity = {(e["model"], e["task"]): e["slope"] for e in report["elasticity"]}
     assert all(elasticity[("teacher-0", t)] > elasticity[("student-0", t)] for t in ("task-0", "task-1", "task-2"))
 
@@ -98,7 +113,9 @@ def test_the_parent_run_shows_the_report_in_the_mlflow_ui(replayed_sweep):
     client, parent = parent_run(replayed_sweep["uri"])
     metrics = parent.data.metrics
     for key in ("report/r_teacher", "report/r_student", "report/r_base", "report/student_vs_base_t",
-                "report/student_vs_base_p", "report/inflation_vs_base", "report/rsa_human/teacher-0"):
+                "report/student_vs_base_p", "report/inflation_vs_base", "report/rsa_human/teacher-0",
+                "report/r_student_weighted", "report/multilevel/student_vs_base_z", "report/human_reliability/task-0",
+                "report/cells_q_below_05"):
         assert key in metrics, key
     assert parent.info.status == "FINISHED"
     files = {f.path for f in client.list_artifacts(parent.info.run_id, "report")}

@@ -63,13 +63,69 @@ def test_item_costs_and_alignment_use_log1p_of_the_mean_cost():
     items = pl.DataFrame({"item_id": ["i0", "i1", "i2", "i3"], "human_difficulty": [1.0, 2.0, 3.0, 4.0],
                           "accuracy": [0.9] * 4, "n_trials": [10] * 4})
     traces = pl.concat([_traces([10, 30, 20, 80]), _traces([12, 34, 22, 90], censored=[False, False, False, True])])
-    per_item = stats.item_costs(traces, items, "total_tokens")
+    per_item = stats.item_costs(traces, items, "total_tokens", censored="budget")
     assert per_item["cost_mean"].to_list() == [11.0, 32.0, 21.0, 85.0]
     assert per_item["log_cost"].to_list() == pytest.approx(np.log1p([11, 32, 21, 85]).tolist())
-    al = stats.alignment("t", per_item, traces, "total_tokens", n_boot=200)
+    al = stats.alignment("t", per_item, traces, "total_tokens", n_boot=200, censored="budget")
     assert al.r == pytest.approx(sps.pearsonr([1, 2, 3, 4], np.log1p([11, 32, 21, 85])).statistic)
     assert al.censored_traces == 1 and al.censored_items == 1 and al.n_items == 4
     assert al.tokens_mean == pytest.approx(np.mean([10, 30, 20, 80, 12, 34, 22, 90]))
+
+
+def test_drop_policy_averages_uncensored_samples_and_drops_items_with_none():
+    items = pl.DataFrame({"item_id": ["i0", "i1", "i2", "i3", "i4"], "human_difficulty": [1.0, 2.0, 3.0, 4.0, 5.0],
+                          "accuracy": [0.9] * 5, "n_trials": [10] * 5})
+    traces = pl.concat([_traces([10, 30, 20, 80, 64], censored=[False, False, False, False, True]),
+                        _traces([12, 34, 22, 64, 64], censored=[False, False, False, True, True])])
+    per_item = stats.item_costs(traces, items, "total_tokens")  # drop is the default
+    assert per_item["cost_mean"].to_list() == [11.0, 32.0, 21.0, 80.0, None]
+    al = stats.alignment("t", per_item, traces, "total_tokens", n_boot=200)
+    assert al.n_items == 4 and al.n_items_dropped == 1 and al.dropped_items == ["i4"]
+    assert al.r == pytest.approx(sps.pearsonr([1, 2, 3, 4], np.log1p([11, 32, 21, 80])).statistic)
+    # the budget reading rides along as a sensitivity analysis
+    assert al.r_budget == pytest.approx(sps.pearsonr([1, 2, 3, 4, 5], np.log1p([11, 32, 21, 72, 64])).statistic)
+    assert al.tokens_mean == pytest.approx(np.mean([10, 30, 20, 80, 12, 34, 22]))  # uncensored traces
+    assert al.accuracy == 1.0 and al.censored_traces == 3 and al.censored_items == 2
+
+
+def test_every_item_censored_gives_no_r_and_says_why():
+    items = pl.DataFrame({"item_id": ["i0", "i1", "i2", "i3"], "human_difficulty": [1.0, 2.0, 3.0, 4.0],
+                          "accuracy": [0.9] * 4, "n_trials": [10] * 4})
+    traces = _traces([64, 64, 64, 64], censored=[True] * 4)
+    al = stats.alignment("t", stats.item_costs(traces, items, "total_tokens"), traces, "total_tokens")
+    assert math.isnan(al.r) and math.isnan(al.r_ci_low) and math.isnan(al.bf10)
+    assert "every item was censored" in al.note and al.n_items_dropped == 4
+
+
+def test_a_nan_or_negative_cost_gives_no_r_and_no_ci():
+    items = pl.DataFrame({"item_id": [f"i{k}" for k in range(6)], "human_difficulty": [1.0, 2, 3, 4, 5, 6],
+                          "accuracy": [0.9] * 6, "n_trials": [10] * 6})
+    for bad in (float("nan"), -5.0):
+        traces = _traces([10.0, 20.0, bad, 40.0, 50.0, 70.0])
+        al = stats.alignment("t", stats.item_costs(traces, items, "total_tokens"), traces, "total_tokens")
+        assert math.isnan(al.r) and math.isnan(al.r_ci_low) and math.isnan(al.r_ci_high)
+        assert "NaN or negative cost" in al.note
+
+
+def test_three_items_give_r_but_no_ci_and_a_near_constant_cost_gives_neither():
+    items = pl.DataFrame({"item_id": ["i0", "i1", "i2"], "human_difficulty": [1.0, 2.0, 3.0],
+                          "accuracy": [1.0] * 3, "n_trials": [5] * 3})
+    traces = _traces([10, 30, 20])
+    al = stats.alignment("t", stats.item_costs(traces, items, "total_tokens"), traces, "total_tokens")
+    assert math.isfinite(al.r) and math.isnan(al.r_ci_low) and "needs at least 4" in al.ci_note
+    # costs equal up to floating-point noise (means of equal samples): no r, no +-1e-16 CI
+    near = pl.DataFrame({"item_id": ["i0", "i1", "i2", "i3"], "cost_mean": [10.0, 10.0 + 1e-13, 10.0, 10.0 - 1e-13],
+                         "human_difficulty": [1.0, 2.0, 3.0, 4.0], "n_censored": [0] * 4}).with_columns(
+        log_cost=(pl.col("cost_mean") + 1).log())
+    al = stats.alignment("t", near, _traces([10] * 4), "total_tokens")
+    assert math.isnan(al.r) and math.isnan(al.r_ci_low) and "same number of tokens" in al.note
+
+
+def test_a_bootstrap_mostly_of_constant_resamples_gives_no_ci():
+    x = np.array([1.0, 1.0, 1.0, 1.0, 2.0])  # most resamples miss the one different item
+    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    low, high, why = stats.bootstrap_r_ci_checked(x, y, n_boot=500)
+    assert math.isnan(low) and math.isnan(high) and "degenerate" in why
 
 
 def test_alignment_says_why_r_is_undefined():
@@ -95,7 +151,8 @@ def test_items_without_human_data_count_for_cost_but_not_for_r():
     traces = _traces([10, 20, 45, 500])
     al = stats.alignment("t", stats.item_costs(traces, items, "total_tokens"), traces, "total_tokens")
     assert al.r == pytest.approx(sps.pearsonr([1, 2, 3], np.log1p([10, 20, 45])).statistic)
-    assert al.tokens_mean == pytest.approx(np.mean([10, 20, 45, 500])) and al.n_items == 4
+    assert al.tokens_mean == pytest.approx(np.mean([10, 20, 45, 500]))
+    assert al.n_items == 3 and al.n_items_total == 4 and al.n_items_no_human == 1  # n = what r used
     nothing = items.with_columns(human_difficulty=pl.lit(None, pl.Float64))
     al = stats.alignment("t", stats.item_costs(traces, nothing, "total_tokens"), traces, "total_tokens")
     assert math.isnan(al.r) and "no human difficulty" in al.note

@@ -165,7 +165,7 @@ def test_real_4ps_items_drop_the_indeterminate_problems(tmp_path):
 @needs_mirror
 def test_whole_problem_time_builder(tmp_path):
     cfg = task_config("relational-3ps")
-    items = build_verification_items_whole({"trials": real_mirror() / FOLDER / "3ps.csv"}, cfg)
+    items, _ = build_verification_items_whole({"trials": real_mirror() / FOLDER / "3ps.csv"}, cfg)
     ref = reference_verification("3ps.csv", "Task-ID", "korrekt", "lastcorrect", whole=True)
     for row in items.iter_rows(named=True):
         assert row["rt_mean"] == pytest.approx(ref[row["item_id"]]["rt"]) == pytest.approx(row["whole_rt_s"])
@@ -213,8 +213,8 @@ def test_real_carddir_items(tmp_path):
 
 @needs_mirror
 def test_carddir_all_keeps_ambiguous_problems(tmp_path):
-    items = build_carddir_items_all({"trials": real_mirror() / FOLDER / "Ragni2018_carddir.csv"},
-                                    task_config("relational-carddir"))
+    items, _ = build_carddir_items_all({"trials": real_mirror() / FOLDER / "Ragni2018_carddir.csv"},
+                                       task_config("relational-carddir"))
     assert items.height == 64 and (items["n_answers"] > 1).sum() == 32
     row = items.filter(items["item_id"] == "005").row(0, named=True)  # north + south
     assert row["target"] == "north|south"

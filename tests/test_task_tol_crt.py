@@ -308,8 +308,9 @@ def _tol_rows(target="[[0, 0, 0], [3, 1], [2]]", min_moves="2.0"):
 
 def test_tol_synthetic_file_builds(tmp_path):
     path = _write_gz(tmp_path / "tol.csv.gz", TOL_HEADER, _tol_rows())
-    items = build_tol({"trials": path}, task_config("tower-of-london"))
+    items, trials = build_tol({"trials": path}, task_config("tower-of-london"))
     row = items.row(0, named=True)
+    assert trials["participant"].to_list() == ["s1"] and trials["keep"].to_list() == [True]
     assert row["item_id"] == "tol00" and row["rt_mean"] == pytest.approx(2.1) and row["accuracy"] == 1.0
     assert row["first_move_s_median"] == pytest.approx(0.9)
 

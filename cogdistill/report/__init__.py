@@ -18,13 +18,13 @@ from cogdistill.report.build import Report, build
 from cogdistill.report.study import Study
 
 
-def write_report(study: Study, out: Path, *, n_boot: int = 2000, seed: int = 0,
-                 figures: bool = True) -> Tuple[Report, List[Path]]:
+def write_report(study: Study, out: Path, *, n_boot: int = 2000, seed: int = 0, figures: bool = True,
+                 censored: str = "drop") -> Tuple[Report, List[Path]]:
     """report.json, report.md, figures/*.png and study/ (the inputs) under `out`."""
     from cogdistill.report import render
 
     out.mkdir(parents=True, exist_ok=True)
-    report = build(study, n_boot=n_boot, seed=seed)
+    report = build(study, n_boot=n_boot, seed=seed, censored=censored)
     pngs: List[Path] = []
     if figures:
         from cogdistill.report.figures import write_all
@@ -43,11 +43,22 @@ def headline_metrics(report: Report) -> Dict[str, float]:
         metrics[f"report/r_{row['role']}"] = row["r_mean"]
         metrics[f"report/r_{row['role']}_ci_low"] = row["ci_low"]
         metrics[f"report/r_{row['role']}_ci_high"] = row["ci_high"]
+        metrics[f"report/r_{row['role']}_weighted"] = row["r_weighted"]
     for name, test in report.paired.items():
         metrics[f"report/{name}_t"], metrics[f"report/{name}_p"] = test["t"], test["p"]
         metrics[f"report/{name}_mean_diff"] = test["mean_diff"]
     metrics["report/inflation_vs_base"] = report.inflation_summary["student_vs_base_geomean"]
     metrics["report/inflation_vs_teacher"] = report.inflation_summary["student_vs_teacher_geomean"]
+    cells = report.alignment
+    if cells.height:
+        metrics["report/cells_q_below_05"] = float((cells["q"].fill_nan(None).drop_nulls() < 0.05).sum())
+        metrics["report/cells_undefined"] = float(cells["note"].is_not_null().sum())
+        metrics["report/cells_conclusion_changes_with_censoring"] = float(
+            cells["conclusion_changes_with_censoring"].sum())
+    for name, c in (report.multilevel.get("role_contrasts") or {}).get("contrasts", {}).items():
+        metrics[f"report/multilevel/{name}_z"], metrics[f"report/multilevel/{name}_p"] = c["estimate"], c["p"]
+    for row in report.human_reliability.iter_rows(named=True):
+        metrics[f"report/human_reliability/{row['task']}"] = row["reliability"]
     metrics["report/ie_slope"] = report.inverse_efficiency_fit["slope"]
     metrics["report/ie_r2"] = report.inverse_efficiency_fit["r2"]
     human = report.rsa.filter(report.rsa["fingerprint"] != "human")

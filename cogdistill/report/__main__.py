@@ -3,6 +3,7 @@
     python -m cogdistill.report --experiment demo                 # every finished job of the study
     python -m cogdistill.report --experiment demo --parent latest  # the newest sweep only, logged onto it
     python -m cogdistill.report --folder path/to/study             # traces/, humans.csv, models.csv
+    python -m cogdistill.report --folder path/to/study --plausible-rt mytask=0.05:1000   # RTs truly that long
     python -m cogdistill.report --synthetic 20x8x400x4             # a simulated study (models x tasks x items x samples)
 """
 
@@ -23,17 +24,26 @@ def parse(argv):
     src.add_argument("--experiment", help="MLflow experiment (the study name, e.g. demo)")
     src.add_argument("--folder", type=Path, help="a study folder: traces/, humans.csv, models.csv")
     src.add_argument("--synthetic", metavar="MxTxIxS", help="simulate a study of that size, e.g. 20x8x400x4")
+    ap.add_argument("--plausible-rt", action="append", metavar="TASK=LOW:HIGH",
+                    help="with --folder: accept TASK's median human RT in LOW..HIGH seconds (default 0.05..300; "
+                         "outside it a unit error is assumed, e.g. ms given as s); repeatable")
     ap.add_argument("--parent", help="only this sweep's jobs: a parent run id, or 'latest'")
     ap.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else the project's mlruns/)")
     ap.add_argument("--out", type=Path, help="output folder (default: reports/<experiment or folder name>)")
     ap.add_argument("--log", action="store_true", help="log the report onto the sweep's parent run (needs --parent)")
     ap.add_argument("--no-figures", action="store_true", help="skip the PNGs")
+    ap.add_argument("--censored", choices=("drop", "budget"), default="drop",
+                    help="censored traces (cut by max_tokens): drop = an item's cost is the mean over its uncensored "
+                         "samples, items with none leave the cell (default); budget = count them at the budget. "
+                         "Either way the report shows r under both for every cell with censored items.")
     ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples per CI (default 2000)")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args(argv)
 
 
 def main(argv=None) -> int:
+    from rich.markup import escape
+
     from cogdistill.console import console, exit_with_error, quiet_third_party
 
     quiet_third_party()
@@ -41,13 +51,15 @@ def main(argv=None) -> int:
     began = time.perf_counter()
     try:
         study, client, parent = load(args)
+        for note in study.notes:
+            console.print(f"[yellow]study: {escape(note)}[/]", soft_wrap=True)
         out = args.out or Path("reports") / (args.experiment or (args.folder.name if args.folder else "synthetic"))
         from cogdistill.report import log_report, write_report
         from cogdistill.report.render import print_report
 
         with console.status("Building the report..."):
             report, files = write_report(study, out, n_boot=args.bootstrap, seed=args.seed,
-                                         figures=not args.no_figures)
+                                         figures=not args.no_figures, censored=args.censored)
         print_report(report, console)
         if args.log:
             if not parent:
@@ -66,7 +78,10 @@ def load(args):
     from cogdistill.report import study as S
 
     if args.folder:
-        return S.from_folder(args.folder), None, None
+        return S.from_folder(args.folder, S.parse_plausible_rt(args.plausible_rt)), None, None
+    if args.plausible_rt:
+        raise CogdistillError("--plausible-rt checks a study folder's human RTs: use it with --folder (runs logged "
+                              "by the pipeline were checked when their tasks loaded).")
     if args.synthetic:
         from cogdistill.report.synthetic import simulate
 

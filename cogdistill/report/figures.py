@@ -62,22 +62,43 @@ def scatter_grid(report: Report, out: Path, max_panels: int = 120) -> Path:
 
 
 def r_by_role(report: Report, out: Path) -> Path:
-    """Each role's mean r with its 95% CI, and every model x task cell as a dot."""
+    """Each role: its cells as dots, the paper's unweighted mean with a t interval (circle), the
+    inverse-variance weighted mean with its CI (diamond), and the noise ceiling of its cells as a
+    grey band (the range over cells; how high r could go given human and cost reliability)."""
     plt = _plt()
     roles = report.roles.filter(pl.col("n_cells") > 0)
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
     cells = report.alignment.join(report.study.models.select("model", "role"), on="model")
+    has_ceiling = "noise_ceiling" in cells.columns
+    banded = False
     for k, row in enumerate(roles.iter_rows(named=True)):
         colour = ROLE_COLOURS.get(row["role"], "#333333")
-        rs = cells.filter(pl.col("role") == row["role"])["r"].drop_nulls().drop_nans().to_numpy()
-        ax.scatter(k + np.random.default_rng(k).uniform(-0.15, 0.15, rs.size), rs, s=10, alpha=0.4, color=colour)
-        low, high = row["ci_low"], row["ci_high"]
-        err = None if low is None or not math.isfinite(low) else [[row["r_mean"] - low], [high - row["r_mean"]]]
-        ax.errorbar(k, row["r_mean"], yerr=err, fmt="o", color=colour, capsize=5, markersize=8)
+        mine = cells.filter(pl.col("role") == row["role"])
+        if has_ceiling:
+            ceil = mine["noise_ceiling"].drop_nulls().drop_nans()
+            if ceil.len():
+                ax.fill_between([k - 0.4, k + 0.4], float(ceil.min()), float(ceil.max()) + 0.004, color="#bbbbbb",
+                                alpha=0.5, linewidth=0, label=None if banded else "noise ceiling (range over cells)")
+                banded = True
+        rs = mine["r"].drop_nulls().drop_nans().to_numpy()
+        ax.scatter(k - 0.2 + np.random.default_rng(k).uniform(-0.08, 0.08, rs.size), rs, s=10, alpha=0.4,
+                   color=colour)
+        for offset, mean, low, high, marker, label in (
+                (0.0, row["r_mean"], row["ci_low"], row["ci_high"], "o", "mean over cells, t CI (the paper's)"),
+                (0.2, row["r_weighted"], row["weighted_ci_low"], row["weighted_ci_high"], "D",
+                 "inverse-variance weighted, 95% CI")):
+            if mean is None or not math.isfinite(mean):
+                continue
+            err = None if low is None or not math.isfinite(low) else [[mean - low], [high - mean]]
+            ax.errorbar(k + offset, mean, yerr=err, fmt=marker, color=colour, capsize=4, markersize=7,
+                        label=label if k == 0 else None)
     ax.set_xticks(range(roles.height), [f"{r}\n(n={n})" for r, n in zip(roles["role"], roles["n_models"])])
     ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_ylabel("r(log token cost, human RT)")
-    ax.set_title("Alignment by role: mean over model x task cells, 95% CI", fontsize=9)
+    ax.set_ylabel("r(log token cost, human difficulty)")
+    ax.set_ylim(-1, 1.05)
+    ax.set_title("Alignment by role over model x task cells", fontsize=9)
+    if roles.height:
+        ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     return _save(fig, out)
 
@@ -118,7 +139,7 @@ def rsa_heatmap(report: Report, out: Path) -> Path:
                 if math.isfinite(mat[i, j]):
                     ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=5)
     fig.colorbar(im, ax=ax, shrink=0.8, label="Pearson r of difficulty fingerprints")
-    ax.set_title(f"RSA over {report.fingerprints.height} shared items (z-scored log cost per task)", fontsize=8)
+    ax.set_title(f"RSA over {report.rsa_items} shared items (z-scored log cost per task)", fontsize=8)
     fig.tight_layout()
     return _save(fig, out)
 

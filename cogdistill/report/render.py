@@ -34,78 +34,208 @@ def _r_ci(r, low, high) -> str:
     return fmt(r) if low is None or not math.isfinite(low) else f"{fmt(r)} [{fmt(low)}, {fmt(high)}]"
 
 
-def _r_star(r, low, high) -> str:
-    """Compact: r, starred when its CI excludes 0 (terminal tables stay readable with many tasks)."""
-    excludes = low is not None and math.isfinite(low) and (low > 0 or high < 0)
-    return fmt(r) + ("*" if excludes else "")
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def sections(report: Report, compact: bool = False) -> List[Section]:
+def _r_star(row: dict) -> str:
+    """Compact: r, starred when q < .05 (BH over every cell) and r has a CI (n >= 4), a dagger when the conclusion
+    changes with the censoring policy (terminal tables stay readable with many tasks)."""
+    significant = _finite(row.get("q")) and row["q"] < 0.05 and _finite(row.get("r_ci_low"))  # no CI: no star
+    text = fmt(row["r"]) + ("*" if significant else "")
+    return text + ("†" if row.get("conclusion_changes_with_censoring") else "")
+
+
+def fmt_bf(bf) -> str:
+    if not _finite(bf):
+        return "-"
+    return f"{bf:.3g}" if 0.01 <= bf < 1000 else f"{bf:.1e}"
+
+
+def alignment_sections(report: Report, compact: bool) -> List[Section]:
     roles = dict(zip(report.study.models["model"], report.study.models["role"]))
     tasks = sorted(report.alignment["task"].unique())
     grid = {(r["model"], r["task"]): r for r in report.alignment.iter_rows(named=True)}
     summary = {r["model"]: r for r in report.models.iter_rows(named=True)}
-    cell = _r_star if compact else _r_ci
     out = [Section(
-        "r(log token cost, human difficulty) per model and task"
-        + (" (*: 95% bootstrap CI excludes 0; CIs in report.md)" if compact else ", 95% bootstrap CI"),
+        "r(log token cost, human difficulty) per model and task (*: BH q < .05 over every cell, with a CI; "
+        "†: the conclusion changes when censored costs count at the budget)",
         ["model", "role", *tasks, "mean r", "Fisher mean", "cross-task r"],
-        [[m, roles.get(m) or "?",
-          *[cell(grid[(m, t)]["r"], grid[(m, t)]["r_ci_low"], grid[(m, t)]["r_ci_high"]) if (m, t) in grid else ""
-            for t in tasks],
+        [[m, roles.get(m) or "?", *[_r_star(grid[(m, t)]) if (m, t) in grid else "" for t in tasks],
           fmt(summary[m]["r_mean"]), fmt(summary[m]["r_mean_fisher"]), fmt(summary[m]["r_cross_task"])]
          for m in sorted(summary)],
-        "'-' = undefined (e.g. every item cost the same, or fewer than 3 items with human data).")]
+        "'-' = undefined; the reason is in the cell table (report.md) and report.json `alignment[].note`.")]
+    cells = report.alignment.sort("task", "model")
+    if not compact:
+        out.append(Section(
+            "Every cell: r with its 95% bootstrap CI, q, Bayes factors, power, censoring",
+            ["model", "task", "n", "r [95% CI]", "p", "q", "BF10", "BF01", "r / ceiling", "min detectable |r|",
+             "censored items (dropped)", "r budget", "note"],
+            [[c["model"], c["task"], str(c["n_items"]), _r_ci(c["r"], c["r_ci_low"], c["r_ci_high"]),
+              fmt_p(c["p"]), fmt_p(c["q"]), fmt_bf(c["bf10"]), fmt_bf(c["bf01"]), fmt(c.get("r_normalised")),
+              fmt(c["detectable_r"]),
+              f"{c['censored_items']} ({c['n_items_dropped']})", fmt(c["r_budget"]) if c["censored_traces"] else "",
+              "; ".join(filter(None, [c["note"], f"no CI: {c['ci_note']}" if c["ci_note"] and not c["note"] else None,
+                                      "conclusion changes with censoring" if c["conclusion_changes_with_censoring"]
+                                      else None]))]
+             for c in cells.iter_rows(named=True)],
+            f"Censoring policy: {report.censored}. BF10 > 3: evidence for alignment; BF01 > 3: evidence for none. "
+            "n = items with human data and a complete cost."))
+    else:
+        flagged = cells.filter(pl.col("note").is_not_null() | pl.col("ci_note").is_not_null()
+                               | (pl.col("censored_traces") > 0))
+        if flagged.height:
+            out.append(Section(
+                "Cells to read with care: undefined numbers and censored items",
+                ["model", "task", "n", "r", "r budget", "dropped", "reason"],
+                [[c["model"], c["task"], str(c["n_items"]), fmt(c["r"]),
+                  fmt(c["r_budget"]) if c["censored_traces"] else "", str(c["n_items_dropped"]),
+                  "; ".join(filter(None, [c["note"], f"no CI: {c['ci_note']}" if c["ci_note"] and not c["note"]
+                                          else None, "conclusion changes with censoring"
+                                          if c["conclusion_changes_with_censoring"] else None]))]
+                 for c in flagged.head(40).iter_rows(named=True)],
+                f"{flagged.height} cell(s); all of them in report.md and report.json."
+                if flagged.height > 40 else ""))
+    return out
+
+
+def role_section(report: Report) -> Section:
+    return Section(
+        "Mean r by role over model x task cells: the paper's unweighted mean and the inverse-variance weighted one",
+        ["role", "models", "cells", "mean r", "95% CI (t on z)", "weighted r", "95% CI", "undefined cells"],
+        [[r["role"], str(r["n_models"]), str(r["n_cells"]), fmt(r["r_mean"]),
+          f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]", fmt(r["r_weighted"]),
+          f"[{fmt(r['weighted_ci_low'])}, {fmt(r['weighted_ci_high'])}]", str(r["n_cells_undefined"])]
+         for r in report.roles.iter_rows(named=True)],
+        "The paper: teachers 0.64, distilled students 0.34. Cells share models and tasks, so neither CI is the "
+        "inference: see the multilevel contrasts.")
+
+
+def reliability_sections(report: Report) -> List[Section]:
+    rel = report.human_reliability
+    out = [Section(
+        "How much r is reachable: split-half reliability of human difficulty per task",
+        ["task", "measure", "participants", "items", "reliability", "95% range over splits", "note"],
+        [[r["task"], r["measure"] or "", str(r["n_participants"] or "-"), str(r["n_items"] or "-"),
+          fmt(r["reliability"]), f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]" if _finite(r["ci_low"]) else "-",
+          r["note"] or ""] for r in rel.iter_rows(named=True)],
+        "Random halves of participants, Spearman-Brown corrected, 1,000 seeded splits.")]
+    cells = report.alignment.filter(pl.col("noise_ceiling").is_not_nan())
+    if cells.height:
+        out.append(Section(
+            "r beside its noise ceiling sqrt(rel_human x rel_cost) and r / ceiling",
+            ["model", "task", "r", "cost reliability", "ceiling", "r / ceiling"],
+            [[c["model"], c["task"], fmt(c["r"]), fmt(c["cost_reliability"]), fmt(c["noise_ceiling"]),
+              fmt(c["r_normalised"])] for c in cells.sort("task", "model").iter_rows(named=True)],
+            "Cost reliability needs >= 2 samples per item; without it the ceiling is the human reliability's "
+            "square root (a deterministic cost)."))
+    return out
+
+
+def multilevel_sections(report: Report) -> List[Section]:
+    ml = report.multilevel
+    if not ml:
+        return []
+    rc, im = ml["role_contrasts"], ml["item_model"]
+
+    def row(name: str, c: dict) -> List[str]:
+        ci = f"[{fmt(c.get('ci_low'))}, {fmt(c.get('ci_high'))}]" if _finite(c.get("ci_low")) else "-"
+        return [name, fmt(c.get("estimate"), 3), fmt(c.get("se"), 3), ci, fmt(c.get("z")), fmt_p(c.get("p")),
+                c.get("note") or ""]
+
+    heads = ["", "estimate", "SE", "95% CI", "z", "p", "note"]
+    out = [Section(
+        "Role contrasts that respect the design: multilevel model of Fisher z per cell "
+        "(known variance 1/(n-3), crossed random intercepts for model and task)",
+        heads, [row(f"{name.replace('_', ' ')} (z units)", c) for name, c in rc["contrasts"].items()]
+        + [row(f"role mean: {role} (z)", c) for role, c in rc["roles"].items()],
+        f"{rc['n_cells']} cells, {rc['n_models']} models, {rc['n_tasks']} tasks; sigma2 model "
+        f"{fmt(rc['sigma2_model'], 4)}, task {fmt(rc['sigma2_task'], 4)}."
+        + (f" {rc['note']}." if rc.get("note") else "") + " rl models are their own role, never pooled with students.")]
     out.append(Section(
-        "Mean r by role (model x task cells; CI: t interval on Fisher z)",
-        ["role", "models", "cells", "mean r", "Fisher mean", "95% CI"],
-        [[r["role"], str(r["n_models"]), str(r["n_cells"]), fmt(r["r_mean"]), fmt(r["r_mean_fisher"]),
-          f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"] for r in report.roles.iter_rows(named=True)],
-        "The paper: teachers 0.64, distilled students 0.34."))
-    fam_rows = [[r["student"], r["task"], fmt(r["r_teacher"]), fmt(r["r_student"]), fmt(r["r_base"]),
-                 f"{fmt(r['delta_teacher'])} (p {fmt_p(r['p_vs_teacher'])})",
-                 f"{fmt(r['delta_base'])} (p {fmt_p(r['p_vs_base'])})"]
-                for r in report.families.iter_rows(named=True)]
-    tests = report.paired
-    note = "; ".join(
-        f"{name.replace('_', ' ')}: mean diff {fmt(t['mean_diff'])}, t({t['df']}) = {fmt(t['t'])}, p = {fmt_p(t['p'])}, "
-        f"n = {t['n_pairs']}" for name, t in tests.items() if t["n_pairs"]) or \
-        "No student with its teacher or base in this study: nothing to compare."
+        f"Item-level mixed model: {im['formula']}",
+        heads, [row(f"difficulty slope: {role}", c) for role, c in im.get("role_slopes", {}).items()]
+        + [row(f"slope difference: {role} - {im.get('reference_role')}", c)
+           for role, c in im.get("slope_differences", {}).items()],
+        f"{im.get('n_rows')} model x item rows, {im.get('n_models')} models, {im.get('n_items')} items; "
+        f"hd_z: difficulty z-scored within task." + (f" {im['note']}." if im.get("note") else "")))
+    return out
+
+
+def family_sections(report: Report) -> List[Section]:
+    def vs(r: dict, label: str) -> str:
+        if not r[label]:
+            return "-"
+        flag = " (underpowered)" if r[f"underpowered_vs_{label}"] else ""
+        return (f"{fmt(r[f'r_student_vs_{label}'])} vs {fmt(r[f'r_{label}'])}, n {r[f'n_vs_{label}']}: "
+                f"q {fmt_p(r[f'q_vs_{label}'])}{flag}")
+
+    rows = [[r["student"], r["role"], r["task"], fmt(r["r_student"]), vs(r, "teacher"), vs(r, "base"), r["note"] or ""]
+            for r in report.families.iter_rows(named=True)]
+    out = [Section(
+        "Collapse and negative transfer: student vs teacher and vs base, Williams' t on the items both have",
+        ["student", "role", "task", "r (all items)", "vs teacher", "vs base", "note"], rows,
+        "Each comparison: the student's r and the other's on their shared items; q: BH over every Williams' test; "
+        "underpowered: below 80% power to detect the paper's 0.64 vs 0.34 at that size.")]
+    tests = [(name, t) for name, t in report.paired.items() if t["n_pairs"]]
     out.append(Section(
-        "Collapse and negative transfer: student vs teacher and vs base (Williams' t on shared items)",
-        ["student", "task", "r teacher", "r student", "r base", "student - teacher", "student - base"],
-        fam_rows, "Across the zoo (paired t over student x task cells): " + note
-        + " The paper: students below their bases, t = -2.60, p = 0.011."))
+        "Across the zoo: paired t over cells (distilled students = the paper's test; rl models apart)",
+        ["comparison", "pairs", "mean diff", "t", "df", "p", "note"],
+        [[t["label"], str(t["n_pairs"]), fmt(t["mean_diff"]), fmt(t["t"]), str(t["df"]), fmt_p(t["p"]),
+          t["note"] or ""] for _, t in tests],
+        "The paper: students below their bases, t = -2.60, p = 0.011. Cells share models and tasks: these tests "
+        "treat them as independent and overstate the evidence."))
+    return out
+
+
+def sections(report: Report, compact: bool = False) -> List[Section]:
+    roles = dict(zip(report.study.models["model"], report.study.models["role"]))
+    out = alignment_sections(report, compact)
+    out.extend(reliability_sections(report))
+    out.append(role_section(report))
+    out.append(Section(
+        "Precision per task: what its item count can show",
+        ["task", "items", "median CI width", "min detectable |r| (80% power)", "power: teacher 0.64 vs student 0.34"],
+        [[r["task"], str(r["n_items"]), fmt(r["median_ci_width"]), fmt(r["detectable_r"]),
+          fmt(r["power_teacher_vs_student"]) + (" (underpowered)" if r["underpowered"] else "")]
+         for r in report.precision.iter_rows(named=True)],
+        "Power for two models' r on the same items, their costs uncorrelated (the conservative case)."))
+    out.extend(family_sections(report))
+    out.extend(multilevel_sections(report))
     infl = report.inflation_summary
     ie = report.inverse_efficiency_fit
-    kl = report.relative_effort["kl_teacher_student"].drop_nulls().drop_nans()
+    js = report.relative_effort["js_teacher_student"].drop_nulls().drop_nans()
     el = report.elasticity.join(report.study.models.select("model", "role"), on="model", how="left")
     el_roles = el.group_by("role").agg(pl.col("slope").drop_nans().mean()).sort("role")
     out.append(Section(
-        "Cargo cult: verbosity without difficulty tracking",
+        "Cargo cult: verbosity without difficulty tracking (distilled students)",
         ["measure", "value"],
-        [["tokens student / base (geometric mean over cells)", fmt(infl["student_vs_base_geomean"])],
+        [["tokens student / base (geometric mean over cells, shared items)", fmt(infl["student_vs_base_geomean"])],
          ["  its coefficient of variation (near 0: a constant factor)", fmt(infl["student_vs_base_cv"])],
          ["tokens student / teacher (geometric mean)", fmt(infl["student_vs_teacher_geomean"])],
-         ["KL(teacher || student) of relative effort, mean over cells", fmt(kl.mean() if kl.len() else None)],
+         ["Jensen-Shannon divergence teacher vs student relative effort (bits), mean over cells",
+          fmt(js.mean() if js.len() else None, 3)],
          ["inverse efficiency, student on base: slope", fmt(ie["slope"])],
          ["  intercept", fmt(ie["intercept"], 1)], ["  R^2", fmt(ie["r2"])], ["  cells", str(ie["n"])],
          *[[f"elasticity d log tokens / d log RT, {r['role']}", fmt(r["slope"])] for r in el_roles.iter_rows(named=True)]],
-        "The paper: students inflate tokens ~2.44x over their bases, linearly."))
+        "The paper: students inflate tokens ~2.44x over their bases, linearly." + (f" IE: {ie['note']}." if ie.get("note") else "")))
     rsa = report.rsa
     if "human" in rsa.columns:
         to_human = rsa.filter(pl.col("fingerprint") != "human").select("fingerprint", "human").sort("human", descending=True)
+        dropped = "; ".join(f"{m}: {why}" for m, why in report.fingerprints_dropped.items())
         out.append(Section(
-            f"Difficulty fingerprints: RSA with humans over {report.fingerprints.height} shared items",
+            f"Difficulty fingerprints: RSA with humans over {report.rsa_items} items shared by "
+            f"{to_human.height} models",
             ["model", "role", "r with human fingerprint"],
             [[m, roles.get(m) or "?", fmt(v)] for m, v in to_human.iter_rows()],
-            "Full matrix: report.json `fingerprints.rsa` and figures/rsa_heatmap.png."))
+            ("Left out: " + dropped + ". " if dropped else "")
+            + "Full matrix: report.json `fingerprints.rsa` and figures/rsa_heatmap.png."))
     fe = report.wrong_vs_right_fe
     out.append(Section(
         "Beyond the paper: effort on wrong vs right answers (item and model fixed effects)",
-        ["task", "traces", "wrong", "log-cost premium of wrong", "SE", "d"],
-        [[r["task"], str(r["n_traces"]), str(r["n_wrong"]), fmt(r["beta"], 3), fmt(r["se"], 3), fmt(r["d"])]
-         for r in fe.iter_rows(named=True)],
+        ["task", "traces", "wrong", "log-cost premium of wrong", "SE", "d", "note"],
+        [[r["task"], str(r["n_traces"]), str(r["n_wrong"]), fmt(r["beta"], 3), fmt(r["se"], 3), fmt(r["d"]),
+          r["note"] or ""] for r in fe.iter_rows(named=True)],
         "Positive: wrong answers cost more tokens than right ones on the same items. Per model: report.json."))
     co = report.correct_only
     out.append(Section(

@@ -6,19 +6,23 @@ A folder holds (README, "The comparison report"):
                                column named by models.csv `cost`), correct, [censored]
   humans.csv | humans.parquet  task, item_id, human_difficulty, measure
   models.csv                   model, role, [family, teacher, base, cost]
+  trials.csv | trials.parquet  optional human trials: task, item_id, rt_s, correct, [participant, keep]
 Every report writes its study in this layout (`study/`), so a report can be rebuilt or merged.
+
+The folder reader and its checks live in cogdistill/report/folder.py.
 """
 
 from __future__ import annotations
 
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import polars as pl
 
+from cogdistill.config import Role
 from cogdistill.errors import CogdistillError
 
 TRACE_COLUMNS = {"model": pl.Utf8, "task": pl.Utf8, "item_id": pl.Utf8, "sample_idx": pl.Int64,
@@ -26,10 +30,26 @@ TRACE_COLUMNS = {"model": pl.Utf8, "task": pl.Utf8, "item_id": pl.Utf8, "sample_
 HUMAN_COLUMNS = {"task": pl.Utf8, "item_id": pl.Utf8, "human_difficulty": pl.Float64, "measure": pl.Utf8}
 MODEL_COLUMNS = {"model": pl.Utf8, "role": pl.Utf8, "family": pl.Utf8, "teacher": pl.Utf8, "base": pl.Utf8,
                  "cost": pl.Utf8, "run_id": pl.Utf8}
+# Human trial-level data (one row per participant x item), for the reliability of human difficulty:
+# rt_s in seconds and correct in [0, 1], both nullable; keep: the trial enters the item's RT.
+TRIAL_COLUMNS = {"task": pl.Utf8, "item_id": pl.Utf8, "participant": pl.Utf8, "rt_s": pl.Float64,
+                 "correct": pl.Float64, "keep": pl.Boolean}
+
+ROLES = tuple(role.value for role in Role)
+# columns read as text from every folder file: ids keep their leading zeros, names stay names
+TEXT_COLUMNS = ("model", "task", "item_id", "participant", "role", "family", "teacher", "base", "cost",
+                "measure", "run_id")
+SECONDS_MEASURES = ("mean_rt", "median_rt")  # human_difficulty in seconds
+PLAUSIBLE_RT_S = (0.05, 300.0)  # a task's median RT outside this is a unit error (ms given as s, ...)
+PLAUSIBLE_FLAG = "--plausible-rt"  # python -m cogdistill.report ... --plausible-rt TASK=LOW:HIGH
 
 
 class StudyError(CogdistillError, ValueError):
     """A study that cannot be read; the message names the file or run and the fix."""
+
+
+def empty_trials() -> pl.DataFrame:
+    return pl.DataFrame(schema=TRIAL_COLUMNS)
 
 
 @dataclass
@@ -38,19 +58,47 @@ class Study:
     humans: pl.DataFrame
     models: pl.DataFrame
     source: str
+    # TRIAL_COLUMNS; empty when the source has no trial-level human data (older runs, most folders)
+    trials: pl.DataFrame = field(default_factory=empty_trials)
+    notes: List[str] = field(default_factory=list)  # what loaded but deserves a look (items without humans)
 
     def write(self, folder: Path) -> Path:
-        """The folder layout above, readable by from_folder."""
+        """The folder layout above, readable by from_folder. A human row without a difficulty is
+        left out: it means what a missing row means (no human data), and from_folder refuses it."""
         (folder / "traces").mkdir(parents=True, exist_ok=True)
         self.traces.write_parquet(folder / "traces" / "traces.parquet")
-        self.humans.write_parquet(folder / "humans.parquet")
+        self.humans.filter(pl.col("human_difficulty").is_not_null()).write_parquet(folder / "humans.parquet")
         self.models.write_csv(folder / "models.csv")
+        if self.trials.height:
+            self.trials.write_parquet(folder / "trials.parquet")
         return folder
+
+    def items_without_humans(self) -> pl.DataFrame:
+        """Per task: the trace items that have no human difficulty (they stay in the study, with
+        none), out of the task's trace items."""
+        return _coverage(self.traces, self.humans)
 
 
 def _conform(frame: pl.DataFrame, schema: Dict[str, pl.DataType]) -> pl.DataFrame:
     return frame.select([pl.col(c).cast(t) if c in frame.columns else pl.lit(None, t).alias(c)
                          for c, t in schema.items()])
+
+
+def _coverage(traces: pl.DataFrame, humans: pl.DataFrame) -> pl.DataFrame:
+    items = traces.select("task", "item_id").unique()
+    known = humans.filter(pl.col("human_difficulty").is_not_null()).select("task", "item_id", has=pl.lit(True))
+    return (items.join(known.unique(["task", "item_id"]), on=["task", "item_id"], how="left")
+            .group_by("task")
+            .agg(n_items=pl.len(), n_without_humans=pl.col("has").is_null().sum(),
+                 examples=pl.col("item_id").filter(pl.col("has").is_null()).sort().head(5))
+            .filter(pl.col("n_without_humans") > 0).sort("task"))
+
+
+def _coverage_notes(traces: pl.DataFrame, humans: pl.DataFrame, humans_file: str) -> List[str]:
+    return [f"task '{row['task']}': {row['n_without_humans']} of {row['n_items']} trace item(s) have no human "
+            f"difficulty in {humans_file} (e.g. {row['examples']}); they are kept without one and enter no "
+            "alignment. If unexpected, compare the item ids of both files (leading zeros, prefixes)."
+            for row in _coverage(traces, humans).iter_rows(named=True)]
 
 
 # ---- MLflow ------------------------------------------------------------------------------------
@@ -87,8 +135,14 @@ def from_mlflow(tracking_uri: Optional[str], experiment: str, parent_run_id: Opt
     traces = pl.concat([p[0] for p in parts], how="vertical_relaxed")
     humans = pl.concat([p[1] for p in parts], how="vertical_relaxed").unique(["task", "item_id"], keep="first")
     models = pl.DataFrame([p[2] for p in parts], schema=MODEL_COLUMNS)
+    trials_by_task: Dict[str, pl.DataFrame] = {}
+    for part in parts:  # every run of a task logs the same trials: one copy per task
+        for task, frame in part[3].items():
+            trials_by_task.setdefault(task, frame)
+    trials = pl.concat([trials_by_task[t] for t in sorted(trials_by_task)]) if trials_by_task else empty_trials()
     where = f"{client.tracking_uri} experiment '{exp.name}'" + (f" parent {parent_run_id}" if parent_run_id else "")
-    return Study(traces, humans, models, source=where)
+    return Study(traces, humans, models, source=where, trials=trials,
+                 notes=_coverage_notes(traces, humans, "the runs' items tables"))
 
 
 def _by_id(client, experiment: str):
@@ -105,7 +159,7 @@ def _read_run(client, run, tmp: Path):
         raise StudyError(f"MLflow run {run_id} ({model}) has no `cost` param: it was not logged by "
                          "cogdistill's pipeline. Remove it from the experiment or pass --parent.")
     local = Path(client.download_artifacts(run_id, "", str(tmp / run_id)))
-    traces, humans = [], []
+    traces, humans, trials = [], [], {}
     for task in filter(None, tags.get("task", "").split(",")):
         trace_file, item_file = local / "traces" / f"{task}.parquet", local / "items" / f"{task}_items.parquet"
         if not trace_file.is_file() or not item_file.is_file():
@@ -118,68 +172,36 @@ def _read_run(client, run, tmp: Path):
         h = pl.read_parquet(item_file).select("item_id", "human_difficulty")
         humans.append(_conform(h.with_columns(task=pl.lit(task), measure=pl.lit(params.get(f"task.{task}.difficulty"))),
                                HUMAN_COLUMNS))
+        trial_file = local / "humans" / f"{task}_trials.parquet"
+        if trial_file.is_file():  # runs logged before trial-level data have none: no trials for the task
+            trials[task] = _run_trials(run_id, model, task, trial_file)
     meta = {"model": model, "role": tags.get("role"), "family": tags.get("family"),
             "teacher": tags.get("teacher") or None, "base": tags.get("base") or None, "cost": cost, "run_id": run_id}
-    return pl.concat(traces), pl.concat(humans), meta
+    return pl.concat(traces), pl.concat(humans), meta, trials
 
 
-# ---- folder ------------------------------------------------------------------------------------
-
-def from_folder(folder: Path) -> Study:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise StudyError(f"{folder}: not a folder. Pass a folder holding traces/, humans.csv and models.csv "
-                         "(README, 'The comparison report'), or --experiment for an MLflow study.")
-    models = _read_table(_one_of(folder, "models", ("csv", "parquet")), {"model", "role"})
-    humans = _read_table(_one_of(folder, "humans", ("csv", "parquet")),
-                         {"task", "item_id", "human_difficulty", "measure"})
-    files = sorted(p for ext in ("parquet", "jsonl") for p in (folder / "traces").glob(f"*.{ext}"))
-    if not files:
-        raise StudyError(f"{folder / 'traces'}: no *.parquet or *.jsonl trace files.")
-    cost_of = dict(zip(models["model"], models["cost"])) if "cost" in models.columns else {}
-    traces: List[pl.DataFrame] = []
-    for file in files:
-        t = pl.read_parquet(file) if file.suffix == ".parquet" else pl.read_ndjson(file)
-        missing = {"model", "task", "item_id", "correct"} - set(t.columns)
-        if missing:
-            raise StudyError(f"{file}: missing column(s) {sorted(missing)}; trace files need model, task, item_id, "
-                             "correct and a cost (a `cost` column, or models.csv `cost` naming one).")
-        if "cost" not in t.columns:
-            t = _cost_from_models(file, t, cost_of)
-        traces.append(_conform(t.with_columns(pl.col("item_id").cast(pl.Utf8)), TRACE_COLUMNS))
-    frame = pl.concat(traces).with_columns(pl.col("sample_idx").fill_null(0), pl.col("censored").fill_null(False))
-    unknown = sorted(set(frame["model"]) - set(models["model"]))
-    if unknown:
-        raise StudyError(f"{folder / 'models.csv'}: no row for model(s) {unknown} found in the traces; "
-                         "add them (model, role, family, teacher, base).")
-    return Study(frame, _conform(humans.with_columns(pl.col("item_id").cast(pl.Utf8)), HUMAN_COLUMNS),
-                 _conform(models, MODEL_COLUMNS), source=str(folder))
-
-
-def _one_of(folder: Path, stem: str, exts) -> Path:
-    for ext in exts:
-        if (folder / f"{stem}.{ext}").is_file():
-            return folder / f"{stem}.{ext}"
-    raise StudyError(f"{folder}: no {stem}.csv or {stem}.parquet (README, 'The comparison report').")
-
-
-def _read_table(path: Path, required: set) -> pl.DataFrame:
+def _run_trials(run_id: str, model: str, task: str, path: Path) -> pl.DataFrame:
     try:
-        frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema_length=None)
-    except Exception as exc:  # noqa: BLE001 - polars raises several types for unreadable files
-        raise StudyError(f"{path}: unreadable ({type(exc).__name__}: {exc}).") from exc
-    missing = required - set(frame.columns)
-    if missing:
-        raise StudyError(f"{path}: missing column(s) {sorted(missing)} (found {frame.columns}).")
-    return frame
+        frame = pl.read_parquet(path)
+        if "keep" not in frame.columns:
+            frame = frame.with_columns(keep=pl.lit(True))
+        frame = _conform(frame.with_columns(task=pl.lit(task)), TRIAL_COLUMNS)
+        return frame.with_columns(pl.col("keep").fill_null(True))
+    except pl.exceptions.PolarsError as exc:
+        raise StudyError(f"MLflow run {run_id} ({model}): artifact humans/{task}_trials.parquet is unreadable or "
+                         f"malformed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); re-run that job, or "
+                         "delete the artifact (the report then has no trials for the task).") from exc
 
 
-def _cost_from_models(file: Path, traces: pl.DataFrame, cost_of: Dict[str, str]) -> pl.DataFrame:
-    parts = []
-    for (model,), part in traces.partition_by("model", as_dict=True).items():
-        column = cost_of.get(model)
-        if not column or column not in part.columns:
-            raise StudyError(f"{file}: no cost for model '{model}': add a `cost` column to the traces, or a "
-                             "`cost` column to models.csv naming one (reasoning_tokens or total_tokens).")
-        parts.append(part.with_columns(pl.col(column).alias("cost")))
-    return pl.concat(parts, how="diagonal_relaxed")
+def from_folder(folder: Path, plausible_rt=None) -> Study:
+    """A checked study folder (cogdistill/report/folder.py)."""
+    from cogdistill.report.folder import from_folder as read
+
+    return read(folder, plausible_rt)
+
+
+def parse_plausible_rt(values):
+    """`TASK=LOW:HIGH` strings (the CLI's --plausible-rt) as {task: (low, high)} seconds."""
+    from cogdistill.report.folder import parse_plausible_rt as parse
+
+    return parse(values)

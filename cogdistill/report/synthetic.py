@@ -3,7 +3,8 @@
 Each family has a teacher, a pre-distillation base and a distilled student; extra models are
 controls. For model m and item i (z_i: the item's standardized difficulty),
     log cost = log(scale_m) + wrong_premium * wrong + sigma * (rho_m z_i + sqrt(1 - rho_m^2) e_mi) + tau * e_mis
-so the item-level correlation of log cost with difficulty is about rho_m (Truth.expected_r), the student's mean cost is
+so the item-level correlation of log cost with difficulty is about rho_m (Truth.expected_r: attenuated by
+the per-sample noise and by the human side's reliability), the student's mean cost is
 `inflation` times its base's, and a wrong answer costs exp(wrong_premium) times more. Human RT is
 linear in z (the paper correlates log cost with raw RT).
 """
@@ -32,13 +33,25 @@ class Truth:
     sigma: float = 0.6
     tau: float = 0.1
     wrong_premium: float = 0.3
+    # humans: each of n_participants answers every item in difficulty_sd * z + 3 s plus
+    # participant noise (participant_sd); an item's difficulty is the mean over them
+    n_participants: int = 20
+    difficulty_sd: float = 0.8
+    participant_sd: float = 1.0
 
     def expected_r(self, role: str, n_samples: int) -> float:
         """r(log mean cost, RT) the simulation implies: rho attenuated by the per-sample noise
         (tau and the wrong-answer premium) that survives averaging n_samples."""
         acc = self.accuracy[role]
         noise = (self.tau**2 + self.wrong_premium**2 * acc * (1 - acc)) / n_samples
-        return self.rho[role] * self.sigma / math.sqrt(self.sigma**2 + noise)
+        # the human side is a mean over finite participants too: attenuated by sqrt(its reliability)
+        return self.rho[role] * self.sigma / math.sqrt(self.sigma**2 + noise) * math.sqrt(self.human_reliability())
+
+    def human_reliability(self) -> float:
+        """The split-half reliability the human trials imply: two halves of P/2 participants
+        correlate rho_half = var(d) / (var(d) + noise / (P/2)) across items; Spearman-Brown to P."""
+        half = self.difficulty_sd**2 / (self.difficulty_sd**2 + self.participant_sd**2 / (self.n_participants / 2))
+        return 2 * half / (1 + half)
 
     def inflation_law_slope(self) -> float:
         """IE_student / IE_base = inflation * accuracy_base / accuracy_student, for every family."""
@@ -59,12 +72,20 @@ def simulate(n_models: int = 4, n_tasks: int = 2, n_items: int = 100, n_samples:
     # families differ in verbosity (x0.5 .. x2), so the student-on-base inflation law has a range to fit
     n_fam = max(n_models // 3, 1)
     spread = np.exp(np.linspace(-0.7, 0.7, n_fam)) if n_fam > 1 else np.ones(1)
-    humans, traces = [], []
+    humans, traces, trials = [], [], []
+    human_rng = np.random.default_rng([seed, 1])  # its own stream: the models' draws do not depend on it
     for t in range(n_tasks):
         task = f"task-{t}"
         z = rng.standard_normal(n_items)
         item_ids = [f"{task}-item-{i:04d}" for i in range(n_items)]
-        humans.append(pl.DataFrame({"task": task, "item_id": item_ids, "human_difficulty": np.maximum(3.0 + 0.8 * z, 0.3),
+        true_rt = np.maximum(3.0 + truth.difficulty_sd * z, 0.3)
+        rts = np.maximum(true_rt + truth.participant_sd * human_rng.standard_normal((truth.n_participants, n_items)),
+                         0.05)
+        trials.append(pl.DataFrame({
+            "task": task, "item_id": np.tile(item_ids, truth.n_participants),
+            "participant": np.repeat([f"p{k:03d}" for k in range(truth.n_participants)], n_items),
+            "rt_s": rts.ravel(), "correct": 1.0, "keep": True}))
+        humans.append(pl.DataFrame({"task": task, "item_id": item_ids, "human_difficulty": rts.mean(axis=0),
                                     "measure": "mean_rt"}))
         for m in models:
             role = m["role"]
@@ -82,7 +103,8 @@ def simulate(n_models: int = 4, n_tasks: int = 2, n_items: int = 100, n_samples:
                 "sample_idx": np.repeat(np.arange(n_samples), n_items), "cost": cost.ravel().astype(float),
                 "correct": ~wrong.ravel(), "censored": False,
             }))
-    return Study(pl.concat(traces), pl.concat(humans), pl.DataFrame(models, schema=MODEL_COLUMNS), source=f"synthetic(seed={seed})")
+    return Study(pl.concat(traces), pl.concat(humans), pl.DataFrame(models, schema=MODEL_COLUMNS),
+                 source=f"synthetic(seed={seed})", trials=pl.concat(trials))
 
 
 @dataclass(frozen=True)
@@ -107,8 +129,12 @@ def write_replay_inputs(study: Study, root: Path) -> ReplayInputs:
     tokenizer_dir = _tokenizer_folder(root / "tokenizer")
     tasks = sorted(study.humans["task"].unique())
     for task in tasks:
-        table = study.humans.filter(pl.col("task") == task).select(
-            "item_id", answer=pl.lit("1"), human_rt_s="human_difficulty", accuracy=pl.lit(1.0), n_trials=pl.lit(10))
+        trials = study.trials.filter(pl.col("task") == task)
+        if trials.height:  # trial level: the job aggregates them and logs them for the report's reliability
+            table = trials.select("item_id", "participant", "rt_s", "correct", answer=pl.lit("1"))
+        else:
+            table = study.humans.filter(pl.col("task") == task).select(
+                "item_id", answer=pl.lit("1"), human_rt_s="human_difficulty", accuracy=pl.lit(1.0), n_trials=pl.lit(10))
         csv = mirror / f"{task}.csv"
         table.write_csv(csv)
         (conf / "task" / f"{task}.yaml").write_text(

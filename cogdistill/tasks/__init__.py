@@ -1,25 +1,25 @@
-"""Tasks: human data in, a frozen Task (items + human difficulty + prompts + scorer) out.
+"""Tasks: human data in, a frozen Task (items + human difficulty + trials + prompts + scorer) out.
 
-TASK_KINDS maps a config's `kind` to the module that builds its item table; modules are
-imported only when a task of that kind is loaded.
+TASK_KINDS maps a config's `kind` to the module that builds its item table and its trial frame
+(human.trial_frame); modules are imported only when a task of that kind is loaded.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import polars as pl
 
 from cogdistill.config import TaskConfig
-from cogdistill.tasks.human import ITEM_COLUMNS, TaskDataError
+from cogdistill.tasks.human import ITEM_COLUMNS, TaskDataError, check_trial_frame, empty_trials
 from cogdistill.tasks.scorers import Scored, get_scorer
 from cogdistill.tasks.sources import fetch
 from cogdistill.tasks.split import apply_split
 
-# kind -> "module:function" returning the item table from {source key: local path}
+# kind -> "module:function" returning (item table, trial frame) from {source key: local path}
 TASK_KINDS: Dict[str, str] = {
     "multiplication": "cogdistill.tasks.multiplication:build_items",
     "relational_verification": "cogdistill.tasks.relational:build_verification_items",
@@ -41,6 +41,9 @@ class Task:
     name: str
     config: TaskConfig
     items: pl.DataFrame  # ITEM_COLUMNS + the prompt template's fields
+    # one row per human trial of `items` (human.TRIAL_SCHEMA: item_id, participant, rt_s, correct,
+    # keep); no rows when the source has no trial-level data
+    trials: pl.DataFrame = field(default_factory=empty_trials)
 
     def prompts(self) -> List[str]:
         return [self.config.prompt.format(**row) for row in self.items.iter_rows(named=True)]
@@ -49,7 +52,7 @@ class Task:
         return get_scorer(self.config.scorer)(text, target)
 
 
-def _builder(kind: str) -> Callable[[Dict[str, Path], TaskConfig], pl.DataFrame]:
+def _builder(kind: str) -> Callable[[Dict[str, Path], TaskConfig], Tuple[pl.DataFrame, pl.DataFrame]]:
     module, func = TASK_KINDS[kind].split(":")
     return getattr(importlib.import_module(module), func)
 
@@ -62,10 +65,14 @@ def load_task(cfg: TaskConfig, *, mirror: str | None, cache: Path, timeout_s: fl
         key: fetch(src, mirror=mirror, cache=cache, timeout_s=timeout_s, task=cfg.name)
         for key, src in cfg.sources.items()
     }
-    items = _builder(cfg.kind)(paths, cfg)
+    items, trials = _builder(cfg.kind)(paths, cfg)
+    trials = check_trial_frame(trials, cfg.kind)
     missing = [c for c in ITEM_COLUMNS if c not in items.columns]
     if missing:
         raise TaskDataError(f"task kind '{cfg.kind}' built an item table without {missing}.")
+    if items["item_id"].dtype != pl.Utf8:  # ids are text end to end: '07' must stay '07'
+        raise TaskDataError(f"task kind '{cfg.kind}' built item ids of type {items['item_id'].dtype}; "
+                            "item ids must be read as text (Utf8).")
     if items["item_id"].is_duplicated().any():
         dup = items.filter(items["item_id"].is_duplicated())["item_id"][0]
         raise TaskDataError(f"task '{cfg.name}': duplicate item id {dup!r} in {list(paths.values())}; "
@@ -88,4 +95,5 @@ def load_task(cfg: TaskConfig, *, mirror: str | None, cache: Path, timeout_s: fl
             f"task '{cfg.name}': `prompt:` is not a valid template ({exc}); name item fields as {{field}} "
             "and write literal braces as {{ and }}."
         ) from exc
-    return Task(name=cfg.name, config=cfg, items=items)
+    trials = trials.filter(pl.col("item_id").is_in(items["item_id"].implode()))
+    return Task(name=cfg.name, config=cfg, items=items, trials=trials)

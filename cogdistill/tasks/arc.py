@@ -11,6 +11,8 @@ gets n_trials = participants who attempted the task, accuracy = share of them wh
 within their attempts (the H-ARC success measure), and human_difficulty = the error rate. That
 file has no solve times, so only `difficulty.measure: error_rate` is possible. Without
 `sources.human`, every human column is null (n_trials 0) and only accuracy and cost are reported.
+Participant ids: the summary file's `hashed_id` (null when the file lacks that column); without
+`sources.human`, Task.trials has no rows.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from typing import Dict, List, Optional, Tuple
 import polars as pl
 
 from cogdistill.config import TaskConfig
-from cogdistill.tasks.human import ITEM_COLUMNS, RT_MEASURES, TaskDataError, item_table, read_csv, require_columns
+from cogdistill.tasks.human import (
+    ITEM_COLUMNS, RT_MEASURES, TaskDataError, empty_trials, item_table, read_csv, require_columns, trial_frame,
+)
 from cogdistill.tasks.scorers import Scored
 
 STIMULUS_COLUMNS = ["task_type", "task_name", "example_type", "example_number", "input_grid", "output_grid"]
@@ -89,7 +93,7 @@ def _truthy(col: str) -> pl.Expr:
 
 
 def _human_trials(path: Path, items: pl.DataFrame) -> pl.DataFrame:
-    """One trial per participant x item: correct = solved in any attempt."""
+    """One trial per participant x item: correct = solved in any attempt; participant = hashed_id."""
     raw = read_csv(path, as_text=True)
     require_columns(raw, HUMAN_COLUMNS, path)
     if "task_type" in raw.columns:  # H-ARC mixes training- and evaluation-set tasks
@@ -110,12 +114,14 @@ def _human_trials(path: Path, items: pl.DataFrame) -> pl.DataFrame:
             # tasks with several test inputs: the attempts at this test input, when the file says which
             matched = mine.filter(pl.col("_grid") == row["target"])
             mine = matched if matched.height else mine
+        who = pl.col("hashed_id").first() if "hashed_id" in raw.columns else pl.lit(None, dtype=pl.Utf8)
         frames.append(
-            mine.group_by("joint_id_task").agg(pl.col("_solved").max().alias("correct"))
+            mine.group_by("joint_id_task").agg(pl.col("_solved").max().alias("correct"), who.alias("participant"))
             .with_columns(item_id=pl.lit(row["item_id"]), target=pl.lit(row["target"]),
                           rt_s=pl.lit(None, dtype=pl.Float64))
         )
-    return pl.concat(frames).select("item_id", "target", "rt_s", pl.col("correct").cast(pl.Int64))
+    return pl.concat(frames).select("item_id", "target", "rt_s", pl.col("correct").cast(pl.Int64),
+                                    pl.col("participant").cast(pl.Utf8))
 
 
 def _without_human(items: pl.DataFrame) -> pl.DataFrame:
@@ -126,13 +132,13 @@ def _without_human(items: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
+def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> Tuple[pl.DataFrame, pl.DataFrame]:
     if "stimuli" not in paths:
         raise TaskDataError(f"task '{cfg.name}': `sources.stimuli` (the H-ARC ARC_evaluation_tasks.csv) is required.")
     items = _stimuli(paths["stimuli"])
     human = paths.get("human")
     if human is None:
-        return _without_human(items).select(ITEM_COLUMNS + [c for c in items.columns if c not in ITEM_COLUMNS])
+        return _without_human(items).select(ITEM_COLUMNS + [c for c in items.columns if c not in ITEM_COLUMNS]), empty_trials()
     if cfg.difficulty.measure in RT_MEASURES:
         raise TaskDataError(
             f"{human}: the H-ARC summary file has no solve times, so `difficulty.measure: "
@@ -145,7 +151,7 @@ def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
     out = _without_human(items).drop([c for c in ITEM_COLUMNS if c not in ("item_id", "target")])
     out = out.join(table.drop("target"), on="item_id", how="left").with_columns(
         pl.col("n_trials").fill_null(0), pl.col("n_rt_trials").fill_null(0))
-    return out.select(ITEM_COLUMNS + [c for c in items.columns if c not in ITEM_COLUMNS])
+    return out.select(ITEM_COLUMNS + [c for c in items.columns if c not in ITEM_COLUMNS]), trial_frame(trials, cfg.difficulty)
 
 
 # --- scorer -------------------------------------------------------------------------------

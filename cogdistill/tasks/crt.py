@@ -3,7 +3,7 @@
 Items (question_num 2-7): 3 elves, athletics medals, John & Mary barrel, Jerry's class rank,
 pig trading (numeric answers: 3, 15, 4, 29, 20) and Simon's stock (multiple choice, answer 'c').
 `score_answer` compares the final answer with `correct_response`; `is_intuitive` compares it
-with the item's intuitive lure (6, 20, 9, 30, 10, 'b').
+with the item's intuitive lure (6, 20, 9, 30, 10, 'b'). Participant ids: `worker_id`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Dict, Optional, Tuple
 import polars as pl
 
 from cogdistill.config import TaskConfig
-from cogdistill.tasks.human import TaskDataError, item_table, read_csv, require_columns
+from cogdistill.tasks.human import TaskDataError, item_table, read_csv, require_columns, trial_frame
 from cogdistill.tasks.scorers import Scored
 
 # ---------------------------------------------------------------------------------------------
@@ -152,9 +152,9 @@ def render_question(text: str, options: str) -> str:
     return "\n\n".join(parts)
 
 
-def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
+def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> Tuple[pl.DataFrame, pl.DataFrame]:
     path = paths["trials"]
-    raw = read_csv(path)  # polars decompresses .csv.gz itself
+    raw = read_csv(path, schema_overrides={"worker_id": pl.Utf8})  # polars decompresses .csv.gz itself
     require_columns(raw, ["question_num", "text", "options", "correct_response", "intuitive_response",
                           "correct", "worker_id"], path)
     rows = raw.filter(pl.col("correct_response").is_not_null())
@@ -179,5 +179,6 @@ def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
         target=pl.col("correct_response").cast(pl.Utf8).str.strip_chars().str.to_lowercase(),
         rt_s=pl.lit(None, dtype=pl.Float64),  # survey format: no per-item RT
         correct=pl.col("correct").cast(pl.Int64),
+        participant=pl.col("worker_id").cast(pl.Utf8).str.strip_chars(),
     )
-    return item_table(trials, cfg.difficulty, path).join(meta, on="item_id")
+    return item_table(trials, cfg.difficulty, path).join(meta, on="item_id"), trial_frame(trials, cfg.difficulty)

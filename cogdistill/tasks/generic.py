@@ -1,13 +1,16 @@
 """Bring your own human data: any CSV/TSV/parquet of items or trials, mapped to cogdistill's names.
 
 The file is `sources.items`. Its columns are read by these names (rename them in your file, or
-map them with `columns:` in the task config once TaskConfig has that field: {our name: your column}):
+map them with `columns:` in the task config: {our name: your column}):
 
-  item_id   the item (required)                 answer   the correct answer (required; the target)
+  item_id   the item (required; read as text: '07' stays '07')
+  answer    the correct answer (required; the target; read as text)
   any other column is kept and can be used in the prompt template, e.g. {prompt} or {a} + {b}.
 
 Human measures, either per TRIAL (several rows per item; aggregated like every other task):
-  rt_s (seconds) or rt_ms (milliseconds), correct (0/1, true/false); either may be absent
+  rt_s (seconds) or rt_ms (milliseconds), correct (0/1, true/false); either may be absent;
+  participant (optional; read as text): who gave the trial, for the split-half reliability of
+  human difficulty (cogdistill.reliability); without it Task.trials.participant is null
 or per ITEM (one row per item, already aggregated):
   human_rt_s (seconds), accuracy (0..1), n_trials
 or none at all: the task still runs and reports accuracy and token cost only (no r).
@@ -18,25 +21,30 @@ CSV lines starting with '#' are comments.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import polars as pl
 
 from cogdistill.config import TaskConfig
-from cogdistill.tasks.human import ITEM_COLUMNS, RT_MEASURES, TaskDataError, item_table
+from cogdistill.tasks.human import (
+    ITEM_COLUMNS, RT_MEASURES, TaskDataError, check_rt_units, empty_trials, item_table, trial_frame,
+)
 
 TRIAL_COLUMNS = ["rt_s", "rt_ms", "correct"]
+TEXT_COLUMNS = ["item_id", "answer", "participant"]  # read as text, never inferred ('07' stays '07')
 ITEM_LEVEL_COLUMNS = ["human_rt_s", "accuracy", "n_trials"]
 _NUMERIC_BOOL = {"true": 1, "false": 0, "yes": 1, "no": 0, "1": 1, "0": 0, "1.0": 1, "0.0": 0}
 
 
-def read_table(path: Path) -> pl.DataFrame:
+def read_table(path: Path, text_columns: List[str] = ()) -> pl.DataFrame:
+    """The file; `text_columns` (the file's names) are read as text, every other column inferred."""
     suffix = "".join(path.suffixes[-2:]).lower()
     try:
         if suffix.endswith((".parquet", ".pq")):
             return pl.read_parquet(path)
         sep = "\t" if suffix.endswith((".tsv", ".tsv.gz", ".tab")) else ","
-        return pl.read_csv(path, separator=sep, comment_prefix="#", infer_schema_length=None)
+        return pl.read_csv(path, separator=sep, comment_prefix="#", infer_schema_length=None,
+                           schema_overrides={c: pl.Utf8 for c in text_columns})
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise TaskDataError(
             f"{path}: not a readable CSV/TSV/parquet file ({str(exc).strip().splitlines()[0]}); check that every row has as many fields "
@@ -95,7 +103,7 @@ def _text_fields(df: pl.DataFrame, exclude: List[str]) -> List[str]:
     return [c for c in df.columns if c not in exclude]
 
 
-def _trial_level(raw: pl.DataFrame, cfg: TaskConfig, path: Path) -> pl.DataFrame:
+def _trial_level(raw: pl.DataFrame, cfg: TaskConfig, path: Path) -> Tuple[pl.DataFrame, pl.DataFrame]:
     if "rt_s" in raw.columns and "rt_ms" in raw.columns:
         raise TaskDataError(f"{path}: has both 'rt_s' and 'rt_ms'; keep (or map) only one.")
     rt_col = "rt_s" if "rt_s" in raw.columns else "rt_ms" if "rt_ms" in raw.columns else None
@@ -119,19 +127,24 @@ def _trial_level(raw: pl.DataFrame, cfg: TaskConfig, path: Path) -> pl.DataFrame
             "answer (map participants' responses to another column)."
         )
     rt = (pl.col(rt_col).cast(pl.Float64) / (1000.0 if rt_col == "rt_ms" else 1.0)) if rt_col else pl.lit(None, pl.Float64)
+    has_participant = "participant" in raw.columns
     trials = raw.select(
         "item_id", target="answer", rt_s=rt,
         correct=_as_01(raw, "correct", path) if has_correct else pl.lit(1, pl.Int64),
+        participant=(pl.col("participant").cast(pl.Utf8).str.strip_chars() if has_participant
+                     else pl.lit(None, pl.Utf8)),
     )
     table = item_table(trials, cfg.difficulty, path)
+    frame = trial_frame(trials, cfg.difficulty)
     if not has_correct:
         table = table.with_columns(accuracy=pl.lit(None, pl.Float64))
-    fields = _text_fields(raw, ["item_id", "answer", *TRIAL_COLUMNS, *ITEM_COLUMNS])
+        frame = frame.with_columns(correct=pl.lit(None, pl.Float64))  # keep: as if every trial were correct
+    fields = _text_fields(raw, ["item_id", "answer", "participant", *TRIAL_COLUMNS, *ITEM_COLUMNS])
     if not fields:
-        return table
+        return table, frame
     # the prompt fields of an item: its first trial's values
     firsts = raw.group_by("item_id", maintain_order=True).agg(pl.col(c).first() for c in fields)
-    return table.join(firsts, on="item_id", how="left")
+    return table.join(firsts, on="item_id", how="left"), frame
 
 
 def _item_level(raw: pl.DataFrame, cfg: TaskConfig, path: Path) -> pl.DataFrame:
@@ -162,6 +175,8 @@ def _item_level(raw: pl.DataFrame, cfg: TaskConfig, path: Path) -> pl.DataFrame:
         bad = raw.filter(pl.col("human_rt_s") <= 0)["item_id"][0]
         raise TaskDataError(f"{path}: column 'human_rt_s' of item {bad!r} is not positive; RTs must be positive "
                             "seconds: fix the value, or leave it empty for an item without RT data.")
+    if "human_rt_s" in raw.columns and measure in RT_MEASURES:
+        check_rt_units(raw["human_rt_s"].drop_nulls(), cfg.difficulty, path, what="items (human_rt_s)")
     if "accuracy" in raw.columns and ((raw["accuracy"].drop_nulls() < 0) | (raw["accuracy"].drop_nulls() > 1)).any():
         raise TaskDataError(f"{path}: column 'accuracy' must lie in 0..1 (a proportion, not a percentage).")
     difficulty = {"mean_rt": rt, "error_rate": 1.0 - acc}.get(measure, pl.lit(None, f64)) if present else pl.lit(None, f64)
@@ -174,11 +189,12 @@ def _item_level(raw: pl.DataFrame, cfg: TaskConfig, path: Path) -> pl.DataFrame:
     )
 
 
-def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
+def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> Tuple[pl.DataFrame, pl.DataFrame]:
     if "items" not in paths:
         raise TaskDataError(f"task '{cfg.name}': a generic task reads `sources.items` (your CSV/parquet file).")
     path = paths["items"]
-    raw = apply_mapping(read_table(path), dict(getattr(cfg, "columns", None) or {}), path)
+    mapping = dict(getattr(cfg, "columns", None) or {})
+    raw = apply_mapping(read_table(path, [mapping.get(c, c) for c in TEXT_COLUMNS]), mapping, path)
     missing = [c for c in ("item_id", "answer") if c not in raw.columns]
     if missing:
         raise TaskDataError(
@@ -196,5 +212,8 @@ def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
             f"{path}: has trial-level column(s) {trial_cols} and item-level column(s) {item_cols}; "
             "a file is either one row per trial or one row per item."
         )
-    table = _trial_level(raw, cfg, path) if trial_cols else _item_level(raw, cfg, path)
-    return table.select(ITEM_COLUMNS + [c for c in table.columns if c not in ITEM_COLUMNS]).sort("item_id")
+    if trial_cols:
+        table, trials = _trial_level(raw, cfg, path)
+    else:  # one row per item (or no human data): no trials to split
+        table, trials = _item_level(raw, cfg, path), empty_trials()
+    return table.select(ITEM_COLUMNS + [c for c in table.columns if c not in ITEM_COLUMNS]).sort("item_id"), trials

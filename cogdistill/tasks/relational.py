@@ -19,7 +19,8 @@ Four files, three kinds (see conf/task/relational-*.yaml):
   arrangements and reject the others).
 
 Object names vary per participant in the Ragni2018 files; each problem is rendered once with
-fixed names. Accuracy uses every trial; RT follows the task's difficulty config.
+fixed names. Accuracy uses every trial; RT follows the task's difficulty config. Participant ids:
+the `id` column (CCOBRA's participant id) of every file.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import polars as pl
 
 from cogdistill.config import TaskConfig
-from cogdistill.tasks.human import TaskDataError, item_table, read_csv, require_columns
+from cogdistill.tasks.human import TaskDataError, item_table, read_csv, require_columns, trial_frame
 from cogdistill.tasks.scorers import Scored
 from cogdistill.tasks.spatial import (
     DIRECTIONS, Premise, SpatialError, arrangement_consistent, arrangement_order,
@@ -104,6 +105,16 @@ def _abstract(premises: Sequence[Premise], extra: Sequence[Premise] = (), also: 
     return rename(premises), rename(extra), tuple(letters[o] for o in also)
 
 
+Built = Tuple[pl.DataFrame, pl.DataFrame]  # (item table, trial frame)
+
+
+def _participants(raw: pl.DataFrame) -> pl.Series:
+    """CCOBRA's `id` column is the participant id; null where a file lacks it."""
+    if "id" in raw.columns:
+        return raw["id"].cast(pl.Utf8).str.strip_chars().alias("participant")
+    return pl.Series("participant", [None] * raw.height, dtype=pl.Utf8)
+
+
 def _with_rt_columns(trials: pl.DataFrame, cfg: TaskConfig, path: Path, extra: Dict[str, pl.Expr]) -> pl.DataFrame:
     table = item_table(trials, cfg.difficulty, path)
     means = trials.filter(pl.col("correct") == 1).group_by("item_id").agg(**{k: e.mean() for k, e in extra.items()})
@@ -119,7 +130,7 @@ VERIFY_LAYOUTS = {
 }
 
 
-def _verification(paths: Dict[str, Path], cfg: TaskConfig, whole: bool) -> pl.DataFrame:
+def _verification(paths: Dict[str, Path], cfg: TaskConfig, whole: bool) -> Built:
     path = paths["trials"]
     raw = read_csv(path, as_text=True)
     layout = next((k for k, (id_col, _, _) in VERIFY_LAYOUTS.items() if id_col in raw.columns), None)
@@ -158,6 +169,7 @@ def _verification(paths: Dict[str, Path], cfg: TaskConfig, whole: bool) -> pl.Da
         log.info("%s: dropped %s %s (premises leave the conclusion open)", path, id_col, sorted(dropped, key=int))
     verify_rt = _number(raw, "rt_ms", path) - _number(raw, "questionTime", path)
     trials = pl.DataFrame({"item_id": [_item_id(t, path, id_col) for t in raw[id_col]]}).with_columns(
+        participant=_participants(raw),
         correct=_flag(raw, correct_col, path).cast(pl.Int64),
         verify_rt_s=verify_rt / 1000.0,
         whole_rt_s=_number(raw, "rt_ms", path) / 1000.0,
@@ -166,15 +178,15 @@ def _verification(paths: Dict[str, Path], cfg: TaskConfig, whole: bool) -> pl.Da
     trials = trials.join(item_frame.select("item_id", "target"), on="item_id", how="inner")
     trials = trials.with_columns(rt_s=pl.col("whole_rt_s" if whole else "verify_rt_s"))
     table = _with_rt_columns(trials, cfg, path, {"verify_rt_s": pl.col("verify_rt_s"), "whole_rt_s": pl.col("whole_rt_s")})
-    return table.join(item_frame.drop("target"), on="item_id")
+    return table.join(item_frame.drop("target"), on="item_id"), trial_frame(trials, cfg.difficulty)
 
 
-def build_verification_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
+def build_verification_items(paths: Dict[str, Path], cfg: TaskConfig) -> Built:
     """3ps/4ps; rt_s = verification time (rt_ms - questionTime)."""
     return _verification(paths, cfg, whole=False)
 
 
-def build_verification_items_whole(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
+def build_verification_items_whole(paths: Dict[str, Path], cfg: TaskConfig) -> Built:
     """3ps/4ps; rt_s = whole-problem time (rt_ms, from the first premise to the response)."""
     return _verification(paths, cfg, whole=True)
 
@@ -184,7 +196,7 @@ def build_verification_items_whole(paths: Dict[str, Path], cfg: TaskConfig) -> p
 CARDDIR_NAMES = ["museum", "station", "bar"]  # A, B, C in order of first mention
 
 
-def _carddir(paths: Dict[str, Path], cfg: TaskConfig, keep_ambiguous: bool) -> pl.DataFrame:
+def _carddir(paths: Dict[str, Path], cfg: TaskConfig, keep_ambiguous: bool) -> Built:
     path = paths["trials"]
     raw = read_csv(path, as_text=True)
     require_columns(raw, ["Task-ID", "task", "choices", "response", "rt_ms"], path)
@@ -223,18 +235,20 @@ def _carddir(paths: Dict[str, Path], cfg: TaskConfig, keep_ambiguous: bool) -> p
         "item_id": ids,
         "correct": [int(item in answers_by_id and r in answers_by_id[item]) for item, r in zip(ids, responses)],
         "rt_s": _number(raw, "rt_ms", path) / 1000.0,
+        "participant": _participants(raw),
     })
     item_frame = pl.DataFrame(items)
     trials = trials.join(item_frame.select("item_id", "target"), on="item_id", how="inner")
-    return item_table(trials, cfg.difficulty, path).join(item_frame.drop("target"), on="item_id")
+    table = item_table(trials, cfg.difficulty, path).join(item_frame.drop("target"), on="item_id")
+    return table, trial_frame(trials, cfg.difficulty)
 
 
-def build_carddir_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
+def build_carddir_items(paths: Dict[str, Path], cfg: TaskConfig) -> Built:
     """Ragni2018 cardinal directions: only the problems with one derivable answer."""
     return _carddir(paths, cfg, keep_ambiguous=False)
 
 
-def build_carddir_items_all(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
+def build_carddir_items_all(paths: Dict[str, Path], cfg: TaskConfig) -> Built:
     """All 64 problems; target lists every possible answer ('a|b'), any counts as correct."""
     return _carddir(paths, cfg, keep_ambiguous=True)
 
@@ -289,7 +303,7 @@ def _smalllarge_names(relation: str, version: int) -> List[str]:
     return [f"{n} tree" for n in names] if relation in ("west", "east") else names
 
 
-def build_smalllarge_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
+def build_smalllarge_items(paths: Dict[str, Path], cfg: TaskConfig) -> Built:
     """Ragni2018 small/large: is the proposed full arrangement consistent with the four premises?"""
     path = paths["trials"]
     raw = read_csv(path, as_text=True)
@@ -320,7 +334,8 @@ def build_smalllarge_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFr
     accepted = _flag(raw, "response", path)
     trials = pl.DataFrame({
         "item_id": [_item_id(t, path, "Task-ID") for t in raw["Task-ID"]], "accepted": accepted,
-        "rt_s": _number(raw, "rt_ms", path) / 1000.0,
+        "rt_s": _number(raw, "rt_ms", path) / 1000.0, "participant": _participants(raw),
     }).join(item_frame.select("item_id", "target"), on="item_id")
     trials = trials.with_columns(correct=(pl.col("accepted") == (pl.col("target") == "true")).cast(pl.Int64))
-    return item_table(trials, cfg.difficulty, path).join(item_frame.drop("target"), on="item_id")
+    table = item_table(trials, cfg.difficulty, path).join(item_frame.drop("target"), on="item_id")
+    return table, trial_frame(trials, cfg.difficulty)

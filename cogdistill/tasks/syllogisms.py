@@ -3,7 +3,8 @@ with error rates (Ragni 2016, CCOBRA).
 
 Both files use CCOBRA's text encoding: a premise is `Quantifier;subject;predicate`, premises are
 joined by `/`, quantifiers are All, Some, No, 'Some not'. Validity comes from the model-theoretic
-solver in syllogism_solver (existential import, as in CCOBRA).
+solver in syllogism_solver (existential import, as in CCOBRA). Participant ids: CCOBRA's `id`
+column, in both files.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import polars as pl
 
 from cogdistill.config import TaskConfig
-from cogdistill.tasks.human import TaskDataError, item_table, read_csv, require_columns
+from cogdistill.tasks.human import TaskDataError, item_table, participant_ids, read_csv, require_columns, trial_frame
 from cogdistill.tasks.scorers import Scored
 from cogdistill.tasks.syllogism_solver import (
     CONCLUSIONS, QUANTIFIERS, encode_conclusion, encode_task, follows, premises_of, valid_table,
@@ -86,7 +87,7 @@ def _solver_valid(premises: List[Statement], conclusion: Statement, path: Path, 
     return follows(premises_of(code), (QUANTIFIERS[q], x, y))
 
 
-def build_wiens_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
+def build_wiens_items(paths: Dict[str, Path], cfg: TaskConfig) -> Tuple[pl.DataFrame, pl.DataFrame]:
     """15 belief-laden items: verify a conclusion; target is the source's `truth` ('true'/'false')."""
     path = paths["trials"]
     raw = _read(path, ["task", "choices", "response", "truth", "type_of_syllogism", "response_time"])
@@ -131,9 +132,10 @@ def build_wiens_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
         target=pl.col("truth").str.to_lowercase(),
         rt_s=rt / 1000.0,
         correct=(pl.col("response").str.to_lowercase() == pl.col("truth").str.to_lowercase()).cast(pl.Int64),
+        participant=participant_ids(raw, "id"),
     )
     table = item_table(trials, cfg.difficulty, path)
-    return table.join(keys.drop("task", "choices"), on="item_id")
+    return table.join(keys.drop("task", "choices"), on="item_id"), trial_frame(trials, cfg.difficulty)
 
 
 # --------------------------------------------------------------------------- Ragni 2016
@@ -169,7 +171,7 @@ def syllogism_fields(code: str) -> Dict[str, str]:
     }
 
 
-def build_ragni2016_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
+def build_ragni2016_items(paths: Dict[str, Path], cfg: TaskConfig) -> Tuple[pl.DataFrame, pl.DataFrame]:
     """64 abstract syllogisms (mood + figure); a response is correct when it is a valid conclusion."""
     path = paths["trials"]
     raw = _read(path, ["task", "response"])
@@ -189,11 +191,13 @@ def build_ragni2016_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFra
     fields = pl.DataFrame([syllogism_fields(code) for code in sorted({r[0] for r in rows})])
     trials = (
         pl.DataFrame(rows, schema=["item_id", "response", "correct"], orient="row")
+        .with_columns(raw.select(participant=participant_ids(raw, "id")).to_series())
         .join(fields.select(item_id="syllogism", target="target"), on="item_id")
         .with_columns(rt_s=pl.lit(None, dtype=pl.Float64))
     )
     table = item_table(trials, cfg.difficulty, path)
-    return table.join(fields.drop("target").with_columns(item_id=pl.col("syllogism")), on="item_id")
+    items = table.join(fields.drop("target").with_columns(item_id=pl.col("syllogism")), on="item_id")
+    return items, trial_frame(trials, cfg.difficulty)
 
 
 # --------------------------------------------------------------------------- scorer

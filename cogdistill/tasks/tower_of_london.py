@@ -8,7 +8,8 @@ Every problem starts from [[1,2,0],[3,0],[0]]: peg 1 green (bottom) and red, peg
 A model answers with one move per line, "move <colour> from peg <i> to peg <j>", after a final
 "Answer:" line. `score_plan` simulates the moves: correct iff every move is legal and the final
 board is the goal. Optimality is NOT required (a longer legal solution counts as correct, as
-for the human participants, who only had to reach the goal within about 20 s).
+for the human participants, who only had to reach the goal within about 20 s). Participant ids:
+`worker_id`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import polars as pl
 
 from cogdistill.config import TaskConfig
-from cogdistill.tasks.human import TaskDataError, item_table, read_csv, require_columns
+from cogdistill.tasks.human import TaskDataError, item_table, read_csv, require_columns, trial_frame
 from cogdistill.tasks.scorers import Scored
 
 CAPACITY = (3, 2, 1)
@@ -210,9 +211,9 @@ def _board(cell: str, path: Path) -> State:
         raise TaskDataError(f"{path}: column 'target' has {cell!r}, not a Tower of London board ({exc}).") from exc
 
 
-def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
+def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> Tuple[pl.DataFrame, pl.DataFrame]:
     path = paths["trials"]
-    raw = read_csv(path)  # polars decompresses .csv.gz itself
+    raw = read_csv(path, schema_overrides={"worker_id": pl.Utf8})  # polars decompresses .csv.gz itself
     require_columns(raw, ["worker_id", "time_elapsed", "exp_stage", "trial_id", "problem_id", "target",
                           "min_moves", "problem_time", "correct", "rt"], path)
     test = (
@@ -266,6 +267,7 @@ def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
         item_id=pl.format("tol{}", pl.col("pid").cast(pl.Int64).cast(pl.Utf8).str.zfill(2)),
         rt_s=pl.col("problem_time").cast(pl.Float64) / 1000.0,
         correct=pl.col("correct").cast(pl.Int64),
+        participant=pl.col("worker_id").cast(pl.Utf8).str.strip_chars(),
     ).join(meta.select("item_id", pl.col("target_json").alias("target")), on="item_id", how="left")
     # planning time: latency of the first click (to_hand) per person and problem, any outcome
     planning = (
@@ -276,8 +278,9 @@ def build_items(paths: Dict[str, Path], cfg: TaskConfig) -> pl.DataFrame:
         .select(pl.format("tol{}", pl.col("problem_id").cast(pl.Int64).cast(pl.Utf8).str.zfill(2)).alias("item_id"),
                 "first_move_s_median")
     )
-    return (
+    items = (
         item_table(trials, cfg.difficulty, path)
         .join(meta.drop("target_json"), on="item_id")
         .join(planning, on="item_id", how="left")
     )
+    return items, trial_frame(trials, cfg.difficulty)
