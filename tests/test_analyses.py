@@ -180,6 +180,15 @@ def test_js_divergence_matches_scipy_and_needs_no_smoothing_constant():
     assert disjoint == pytest.approx(1.0)  # bounded: an empty bin is no division by zero
 
 
+def test_vectorised_js_resamples_equal_the_one_at_a_time_estimator():
+    rng = np.random.default_rng(5)
+    p, q = rng.lognormal(0, 0.5, 40), rng.lognormal(0.3, 0.7, 40)
+    edges = A.js_bins(np.concatenate([p, q]))
+    idx = rng.integers(0, 40, size=(25, 40))
+    fast = A._js_rows(A._bin_index(p, edges)[idx], A._bin_index(q, edges)[idx], len(edges) - 1)
+    assert fast == pytest.approx([A.js_divergence(p[i], q[i], edges) for i in idx], abs=1e-12)
+
+
 def test_relative_effort_scales_by_the_teachers_mean_and_bootstraps_js():
     rng = np.random.default_rng(2)
     t = rng.uniform(50, 150, 30)

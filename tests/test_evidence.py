@@ -3,8 +3,6 @@ pingouin, BH q-values against R's p.adjust and statsmodels, the weighted Fisher-
 metafor's fixed-effect model, Williams' power against a simulation."""
 
 import math
-import os
-import shutil
 import subprocess
 
 import numpy as np
@@ -13,21 +11,11 @@ import pytest
 
 from cogdistill import analyses as A
 from cogdistill import stats
-
-R_MISSING = "needs R: apt-get install r-base-core r-cran-metafor (as .ci/run does)"
-
-
-def no_r() -> None:
-    """Skip where R is missing; fail in CI (COGDISTILL_REQUIRE_R=1), whose .ci/run installs it."""
-    (pytest.fail if os.environ.get("COGDISTILL_REQUIRE_R") else pytest.skip)(R_MISSING)
-
+from conftest import require_r
 
 def rscript(code: str) -> list[float]:
-    if not shutil.which("Rscript"):
-        no_r()
+    require_r("metafor")
     proc = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True, timeout=120)
-    if proc.returncode and "there is no package" in proc.stderr:
-        no_r()
     assert proc.returncode == 0, proc.stderr
     return [float(v) for v in proc.stdout.split()]
 

@@ -43,14 +43,21 @@ def test_smollm2_on_real_multiplication_items_logs_a_readable_run(real_env):
     results = run_job(compose(["model=demo-smollm2-135m", "task.multiplication.max_items=12",
                                "model.max_tokens=96", "analysis.bootstrap=500"]))
     al = results["multiplication"]
-    assert al.n_items == 12 and 0.0 <= al.accuracy <= 1.0 and al.tokens_mean > 5
+    # under analysis.censored=drop an item cut at 96 tokens on its only sample leaves r, counted and listed
+    assert al.n_items_total == 12 and al.n_items + al.n_items_dropped == 12 and len(al.dropped_items) == al.n_items_dropped
+    assert 0.0 <= al.accuracy <= 1.0 and al.tokens_mean > 5
 
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     (run,) = client.search_runs([client.get_experiment_by_name("demo").experiment_id])
     metrics = run.data.metrics
-    assert metrics["n_items/multiplication"] == 12
-    assert metrics["r/multiplication"] == pytest.approx(al.r)
-    assert metrics["r_ci_low/multiplication"] <= al.r <= metrics["r_ci_high/multiplication"]
+    assert metrics["n_items/multiplication"] == al.n_items
+    assert metrics["dropped_items/multiplication"] == al.n_items_dropped
+    if al.note is None:
+        assert metrics["r/multiplication"] == pytest.approx(al.r)
+    if al.ci_note is None:  # a CI over a handful of items can be undefined: then it is not logged
+        assert metrics["r_ci_low/multiplication"] <= al.r <= metrics["r_ci_high/multiplication"]
+    else:
+        assert "r_ci_low/multiplication" not in metrics
     assert metrics["acc/multiplication"] == pytest.approx(al.accuracy)
     assert run.data.tags["model"] == "demo-smollm2-135m"
     assert run.data.params["engine"] == run.data.tags["engine"] == ("vllm" if is_installed("vllm") else "transformers")
@@ -90,7 +97,8 @@ def test_demo_sweep_one_child_per_real_model_under_one_parent(real_env):
     assert len(demo_models) >= 2
     assert sorted(r.data.tags["model"] for r in children) == demo_models
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
-    assert all(r.info.status == "FINISHED" and r.data.metrics["n_items/multiplication"] == 6 for r in children)
+    assert all(r.info.status == "FINISHED" and r.data.metrics["n_items/multiplication"]
+               + r.data.metrics["dropped_items/multiplication"] == 6 for r in children)
     parent_id = parents[0].info.run_id
     assert "sweep_summary.csv" in {f.path for f in client.list_artifacts(parent_id)}
 

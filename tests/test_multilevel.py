@@ -10,10 +10,8 @@ objective itself is checked exactly: our REML criterion at lme4's theta equals l
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import shutil
 import subprocess
 import time
 
@@ -22,25 +20,14 @@ import polars as pl
 import pytest
 
 from cogdistill.report import multilevel as ml
+from conftest import require_r
 
-APT = "apt-get install -y r-base-core r-cran-metafor r-cran-lme4 r-cran-jsonlite"
 RTOL, RTOL_VC = 1e-4, 1e-3
 
 
-@functools.cache
-def _r_has(packages: tuple) -> bool:
-    names = ", ".join(f'"{p}"' for p in packages)
-    probe = subprocess.run(["Rscript", "-e", f"cat(all(sapply(c({names}), requireNamespace, quietly = TRUE)))"],
-                           capture_output=True, text=True, timeout=60, check=False)
-    return probe.stdout.strip() == "TRUE"
-
-
 def _rscript(code: str, tmp_path, frame: pl.DataFrame, packages) -> dict:
-    """Run R on the frame (as CSV) and return the JSON it prints; skip when R or a package is missing."""
-    if shutil.which("Rscript") is None:
-        pytest.skip(f"Rscript not found: {APT}")
-    if not _r_has(tuple(packages)):
-        pytest.skip(f"R package(s) {packages} missing: {APT}")
+    """Run R on the frame (as CSV) and return the JSON it prints (require_r: skip, or fail in CI)."""
+    require_r(*packages)
     csv = tmp_path / "data.csv"
     frame.write_csv(csv)
     script = tmp_path / "ref.R"

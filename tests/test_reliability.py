@@ -7,7 +7,6 @@ studies whose reliability is known in closed form, and on the real multiplicatio
 
 import hashlib
 import math
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from cogdistill.reliability import (
 )
 from cogdistill.tasks import load_task
 from cogdistill.tasks.human import TRIAL_SCHEMA, TaskDataError
-from conftest import compose, real_mirror
+from conftest import compose, real_mirror, require_r
 
 KEYS = {"reliability", "median", "sd", "ci_low", "ci_high", "r_half", "n_splits_used", "n_participants",
         "n_items", "note"}
@@ -113,12 +112,6 @@ cat("error_rate", sprintf("%.12f", r), sprintf("%.12f", alpha(data.frame(w$corre
     return {line.split()[0]: (float(line.split()[1]), float(line.split()[2])) for line in out.strip().splitlines()}
 
 
-def _has_r_psych() -> bool:
-    if not shutil.which("Rscript"):
-        return False
-    return subprocess.run(["Rscript", "-e", "library(psych)"], capture_output=True, timeout=60).returncode == 0
-
-
 def uneven_trials(seed=1) -> pl.DataFrame:
     """Unequal trials per participant and item, wrong trials, trials outside the keep window."""
     rng = np.random.default_rng(seed)
@@ -137,8 +130,8 @@ def test_one_split_matches_scipy_and_polars(measure):
     assert out["n_splits_used"] == 1 and math.isnan(out["sd"]) and out["n_participants"] == 15
 
 
-@pytest.mark.skipif(not _has_r_psych(), reason="Rscript with the psych package not installed")
 def test_one_split_matches_r_cor_and_psych_alpha(tmp_path):
+    require_r("psych")
     trials = uneven_trials(seed=2)
     want = r_reference(trials, seed=11, tmp_path=tmp_path)
     for measure, (r, sb) in want.items():

@@ -40,7 +40,9 @@ def expect(fn, *needles: str) -> str:
 @pytest.fixture
 def folder(tmp_path) -> Path:
     """A valid study folder: teacher, base, student, control x 1 task x 6 items x 2 samples."""
-    return simulate(n_models=4, n_tasks=1, n_items=6, n_samples=2, seed=3).write(tmp_path / "study")
+    study = simulate(n_models=4, n_tasks=1, n_items=6, n_samples=2, seed=3)
+    study.trials = study.trials.clear()  # an old-style folder: no trial-level human data
+    return study.write(tmp_path / "study")
 
 
 def traces_file(folder: Path) -> Path:

@@ -82,7 +82,9 @@ class Report:
             "schema_version": SCHEMA_VERSION, "source": self.study.source, "censored_policy": self.censored,
             "methods": METHODS,
             "n": {"models": self.study.models.height, "tasks": self.study.humans["task"].n_unique(),
-                  "items": self.items.select("task", "item_id").unique().height, "traces": self.study.traces.height},
+                  "items": self.study.traces.select("task", "item_id").unique().height,
+                  "items_with_a_complete_cost": self.items.select("task", "item_id").unique().height,
+                  "traces": self.study.traces.height},
             "models": rec(self.study.models.join(self.models, on="model", how="left")),
             "alignment": rec(self.alignment),
             "roles": rec(self.roles),
@@ -130,7 +132,7 @@ def build(study: Study, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0, 
     lap("reliability")
     summary = A.model_summary(alignment, items)
     roles = A.role_means(alignment, study.models, ci)
-    families = A.family_table(items, study.models)
+    families = A.family_table(all_items, study.models)  # a student whose items were all dropped gets its reason
     paired = A.zoo_paired_tests(families)
     lap("families")
     multilevel = design_models(alignment, items, study.models)

@@ -52,6 +52,17 @@ def fmt_bf(bf) -> str:
     return f"{bf:.3g}" if 0.01 <= bf < 1000 else f"{bf:.1e}"
 
 
+COMPACT_CELLS = 60  # more cells than this: the terminal lists only those to read with care
+
+
+def _reasons(c: dict) -> str:
+    return "; ".join(filter(None, [
+        c["note"], f"no CI: {c['ci_note']}" if c["ci_note"] and not c["note"] else None,
+        f"{c['n_items_dropped']} censored item(s) dropped, r budget {fmt(c['r_budget'])}" if c["n_items_dropped"]
+        else None,
+        "conclusion changes with censoring" if c["conclusion_changes_with_censoring"] else None]))
+
+
 def alignment_sections(report: Report, compact: bool) -> List[Section]:
     roles = dict(zip(report.study.models["model"], report.study.models["role"]))
     tasks = sorted(report.alignment["task"].unique())
@@ -81,6 +92,13 @@ def alignment_sections(report: Report, compact: bool) -> List[Section]:
              for c in cells.iter_rows(named=True)],
             f"Censoring policy: {report.censored}. BF10 > 3: evidence for alignment; BF01 > 3: evidence for none. "
             "n = items with human data and a complete cost."))
+    elif cells.height <= COMPACT_CELLS:
+        out.append(Section(
+            "Every cell: raw r, q, Bayes factor, r / noise ceiling, and why a number is undefined",
+            ["model", "task", "n", "r", "q", "BF10", "r / ceiling", "reason"],
+            [[c["model"], c["task"], str(c["n_items"]), fmt(c["r"]), fmt_p(c["q"]), fmt_bf(c["bf10"]),
+              fmt(c.get("r_normalised")), _reasons(c)] for c in cells.iter_rows(named=True)],
+            f"Censoring policy: {report.censored}; CIs, BF01 and power in report.md."))
     else:
         flagged = cells.filter(pl.col("note").is_not_null() | pl.col("ci_note").is_not_null()
                                | (pl.col("censored_traces") > 0))
