@@ -233,25 +233,36 @@ def model_split_half(traces: pl.DataFrame, *, n_splits: int = 100, seed: int = 0
         pl.col("cost").is_not_null() & pl.col("cost").is_finite())
     if (rows["cost"] < 0).any():
         raise ValueError("costs must be token counts (>= 0)")
-    per_item = rows.group_by("item_id").agg(pl.len().alias("k")).filter(pl.col("k") >= 2)
-    if per_item.height == 0:
-        n = rows["item_id"].n_unique()
-        return _undefined(ONE_SAMPLE if n else f"fewer than {MIN_ITEMS} items (0)", n_items=n)
-    if per_item.height < MIN_ITEMS:
-        return _undefined(f"fewer than {MIN_ITEMS} items with >= 2 samples ({per_item.height})",
-                          n_items=per_item.height)
-    rows = rows.join(per_item.select("item_id"), on="item_id").sort("item_id", "sample_idx")
-    if rows["cost"].n_unique() == 1:
-        return _undefined(f"constant costs: every sample costs {rows['cost'][0]:g}", n_items=per_item.height)
-    # (items, K) costs padded with NaN, K = the most samples of any item; items in sorted id order,
-    # each item's samples in sample_idx order
-    rows = rows.with_columns(_slot=pl.int_range(pl.len()).over("item_id"), _item=pl.col("item_id").rank("dense") - 1)
-    n_items, width = per_item.height, int(rows["_slot"].max()) + 1
+    # numpy from here: this runs once per model x task cell of a report (hundreds of cells)
+    rows = rows.sort("item_id", "sample_idx")
+    ids, item, counts = np.unique(rows["item_id"].to_numpy(), return_inverse=True, return_counts=True)
+    keep_item = counts >= 2
+    n_items = int(keep_item.sum())
+    if n_items == 0:
+        return _undefined(ONE_SAMPLE if len(ids) else f"fewer than {MIN_ITEMS} items (0)", n_items=len(ids))
+    if n_items < MIN_ITEMS:
+        return _undefined(f"fewer than {MIN_ITEMS} items with >= 2 samples ({n_items})", n_items=n_items)
+    values = rows["cost"].to_numpy()
+    in_kept = keep_item[item]
+    values, item = values[in_kept], np.cumsum(keep_item)[item[in_kept]] - 1  # items renumbered 0..n_items-1
+    if np.all(values == values[0]):
+        return _undefined(f"constant costs: every sample costs {values[0]:g}", n_items=n_items)
+    # (items, K) costs padded with 0, K = the most samples of any item; items in sorted id order,
+    # each item's samples in sample_idx order (rows are sorted, so a sample's slot is its rank in the item)
+    k = counts[keep_item]
+    starts = np.concatenate([[0], np.cumsum(k)[:-1]])
+    slot = np.arange(values.size) - starts[item]
+    width = int(k.max())
     cost = np.zeros((n_items, width))
-    cost[rows["_item"].to_numpy(), rows["_slot"].to_numpy()] = rows["cost"].to_numpy()
-    k = rows.group_by("_item").len().sort("_item")["len"].to_numpy()
+    cost[item, slot] = values
     k_a = k // 2
     total = cost.sum(axis=1)
+    masks = _equal_k_masks(k)
+    if masks is not None:  # every item has the same k: a split is one of the C(k, k/2) halves per item
+        draws = np.random.default_rng(seed).integers(0, len(masks), size=(n_splits, n_items))
+        sum_a = (cost @ masks.T.astype(float))[np.arange(n_items), draws]
+        return _summary(_rowwise_pearson(np.log1p(sum_a / k_a), np.log1p((total - sum_a) / (k - k_a))),
+                        n_participants=None, n_items=n_items)
     rs = []
     for in_a in _sample_half_chunks(k, n_splits, seed):
         sum_a = (cost * in_a).sum(axis=2)
@@ -259,20 +270,34 @@ def model_split_half(traces: pl.DataFrame, *, n_splits: int = 100, seed: int = 0
     return _summary(np.concatenate(rs), n_participants=None, n_items=n_items)
 
 
+def _equal_k_masks(k: np.ndarray, most: int = 5000) -> Optional[np.ndarray]:
+    """Every half of k samples as a boolean row, when all items have the same k and there are at
+    most `most` halves (k <= 15); else None. Drawing one per item is a uniform random half."""
+    from itertools import combinations
+
+    k = np.asarray(k)
+    width = int(k.max())
+    if not (k == width).all() or math.comb(width, width // 2) > most:
+        return None
+    halves = np.array(list(combinations(range(width), width // 2)))
+    masks = np.zeros((len(halves), width), bool)
+    masks[np.arange(len(halves))[:, None], halves] = True
+    return masks
+
+
 def _sample_half_chunks(k: np.ndarray, n_splits: int, seed: int):
     """sample_halves in chunks of splits (bounded memory); the chunks concatenate to it."""
     k = np.asarray(k)
     n_items, width = k.size, int(k.max())
     present = np.arange(width)[None, :] < k[:, None]
+    masks = _equal_k_masks(k)
+    if masks is not None:  # the same draws as model_split_half's fast path
+        yield masks[np.random.default_rng(seed).integers(0, len(masks), size=(n_splits, n_items))]
+        return
     rng = np.random.default_rng(seed)
     chunk = max(1, 4_000_000 // (n_items * width))
-    equal = bool((k == width).all())
     for start in range(0, n_splits, chunk):
         s = min(chunk, n_splits - start)
-        if equal:  # the usual case (sampling.n samples of every item): shuffle one half-mask per item
-            mask = np.broadcast_to(np.arange(width) < width // 2, (s, n_items, width)).copy()
-            yield rng.permuted(mask, axis=2, out=mask)
-            continue
         keys = np.where(present, rng.random((s, n_items, width)), np.inf)
         rank = np.argsort(np.argsort(keys, axis=2), axis=2)  # a random order of each item's samples
         yield rank < (k // 2)[None, :, None]

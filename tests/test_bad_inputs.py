@@ -180,6 +180,7 @@ def test_cli_exits_2_with_one_message_and_no_traceback(isolated_env, args, needl
     ("sampling.max_tokens=-1", ["sampling.max_tokens=-1", "at least 1, or null"]),
     ("sampling.n=0", ["sampling.n=0", "must be at least 1"]),
     ("analysis.cost=reasoning", ["analysis.cost=reasoning", "Did you mean 'reasoning_tokens'?"]),
+    ("analysis.censored=dorp", ["analysis.censored=dorp", "use drop", "Did you mean 'drop'?"]),
 ])
 def test_invalid_config_values_name_the_field_and_the_fix(override, needles):
     expect(ConfigError, lambda: validate(compose([override])), *needles)

@@ -135,3 +135,18 @@ def test_report_json_has_no_nan_and_documents_every_method():
     assert doc["schema_version"] == 2
     for key in ("q", "bf10", "noise_ceiling", "js_teacher_student", "role_contrasts", "item_model", "censored"):
         assert key in doc["methods"]
+
+
+def test_the_cli_takes_the_censoring_policy_and_refuses_an_unknown_one(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "r"
+    proc = subprocess.run([sys.executable, "-m", "cogdistill.report", "--synthetic", "4x2x30x2", "--censored",
+                           "budget", "--no-figures", "--bootstrap", "50", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "report.json").read_text())["censored_policy"] == "budget"
+    bad = subprocess.run([sys.executable, "-m", "cogdistill.report", "--synthetic", "4x2x30x2", "--censored", "all"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--censored" in bad.stderr and "Traceback" not in bad.stderr
