@@ -513,7 +513,7 @@ def js_permutation_p(p_samples: np.ndarray, q_samples: np.ndarray, *, n_perm: in
 MIN_EFFORT_ITEMS = 5  # a distribution of relative effort over fewer items is not one
 
 
-def relative_effort(items: pl.DataFrame, models: pl.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pl.DataFrame:
+def relative_effort(items: pl.DataFrame, models: pl.DataFrame, *, n_boot: int = 500, seed: int = 0) -> pl.DataFrame:
     """Per student x task, on the items both it and its teacher have: each item's cost over the
     teacher's mean cost on those items. The mean (about the inflation over the teacher), its
     spread, and the Jensen-Shannon divergence between the teacher's and the student's

@@ -235,11 +235,12 @@ def model_split_half(traces: pl.DataFrame, *, n_splits: int = 100, seed: int = 0
         raise ValueError("costs must be token counts (>= 0)")
     # numpy from here: this runs once per model x task cell of a report (hundreds of cells)
     rows = rows.sort("item_id", "sample_idx")
-    ids, item, counts = np.unique(rows["item_id"].to_numpy(), return_inverse=True, return_counts=True)
+    item = rows["item_id"].rle_id().to_numpy()  # sorted: runs of one item are its samples
+    counts = np.bincount(item)  # samples per item
     keep_item = counts >= 2
     n_items = int(keep_item.sum())
     if n_items == 0:
-        return _undefined(ONE_SAMPLE if len(ids) else f"fewer than {MIN_ITEMS} items (0)", n_items=len(ids))
+        return _undefined(ONE_SAMPLE if len(counts) else f"fewer than {MIN_ITEMS} items (0)", n_items=len(counts))
     if n_items < MIN_ITEMS:
         return _undefined(f"fewer than {MIN_ITEMS} items with >= 2 samples ({n_items})", n_items=n_items)
     values = rows["cost"].to_numpy()
