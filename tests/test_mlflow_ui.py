@@ -96,6 +96,32 @@ def browser(ui, sweep):
         driver.quit()
 
 
+# The compare view's tables are react-virtualized grids: a names column that cannot scroll itself and
+# a values grid beside it that can (the names follow it). Scroll every such values grid one step.
+SCROLL_GRIDS = """
+const grids = [...document.querySelectorAll('.ReactVirtualized__Grid')].filter(
+  g => g.scrollHeight > g.clientHeight + 2 && ['auto', 'scroll'].includes(getComputedStyle(g).overflowY));
+if (!grids.length) return -1;
+let moved = 0;
+for (const g of grids) { const before = g.scrollTop; g.scrollTop = before + arguments[0]; moved += g.scrollTop - before; }
+return moved;
+"""
+
+
+def scroll_and_collect(driver, step: int = 120, most: int = 60) -> str:
+    """The text of every row the virtualised tables show while they are scrolled to their ends."""
+    from selenium.webdriver.common.by import By
+
+    seen = [driver.find_element(By.TAG_NAME, "body").text]
+    for _ in range(most):
+        moved = driver.execute_script(SCROLL_GRIDS, step)
+        time.sleep(0.2)
+        seen.append(driver.find_element(By.TAG_NAME, "body").text)
+        if moved <= 0:  # no grid, or every grid at its end
+            break
+    return "\n".join(seen)
+
+
 def set_viewport(driver, width: int, height: int) -> None:
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
@@ -199,14 +225,17 @@ def test_the_compare_view_shows_the_r_metrics_and_tags_side_by_side(browser, ui,
         browser.find_element(By.XPATH, f"//div[@role='button'][.//*[@aria-label='collapse {section}']]").click()
     for section in ("Metrics", "Tags"):
         browser.find_element(By.CSS_SELECTOR, f"button[aria-label='{section} - Show diff only']").click()
-    # the metrics table is virtualised: with the constant rows hidden, r/<task> is among the first rows
-    # (cache_hits is the same in every run: "show diff only" hides it)
-    body = wait_for(browser, [*(f"r/{t}" for t in sweep["tasks"]), "acc/" + sweep["tasks"][0]], shots,
-                    "compare metrics", absent=["cache_hits"])
+    # the metrics table is virtualised in a scroll box of its own: it renders the rows in view, so
+    # scroll it and collect what it shows (cache_hits is the same in every run: "show diff only" hides it)
+    body = wait_for(browser, ["acc/" + sweep["tasks"][0]], shots, "compare metrics", absent=["cache_hits"])
+    seen = scroll_and_collect(browser)
+    missing = [f"r/{t}" for t in sweep["tasks"] if f"r/{t}" not in seen]
+    assert not missing and "cache_hits" not in seen, (missing, seen[-3000:])
     for key in ("role", "family"):  # a tag row: the key, then one value per run, in the runs' order
         row = next((line for line in body.splitlines() if line.startswith(key + " ")), "")
         assert row.split()[1:] == [r.data.tags[key] for r in children], (key, row)
 
+    browser.execute_script(SCROLL_GRIDS, -10**6)  # the tables back at their first rows for the picture
     set_viewport(browser, VIEWPORT[0], 1250)  # run names, the r rows and the role/family tags in one picture
     browser.execute_script("window.scrollTo(0, 0)")
     browser.execute_script("arguments[0].scrollIntoView(true)",
