@@ -11,7 +11,7 @@ never errors and never a number computed from whatever happened to be left: a st
 controls has no families to compare, and a report over it must still build.
 
 Censoring (stats.CENSORED_POLICIES): `per_item` applies the policy; every analysis downstream
-reads its `cost_mean` (null for an item the policy dropped) or the traces `traces_for_policy`
+reads its `cost_mean` (null for an item the policy dropped) or the traces `stats.censoring_filter`
 keeps, so one policy holds for r, inflation, inverse efficiency, JSD, RSA and the fixed effects.
 
 References: Williams' t and Steiger's z for dependent correlations sharing a variable
@@ -43,11 +43,6 @@ def per_item(traces: pl.DataFrame, humans: pl.DataFrame, censored: str = "drop")
     return (agg.join(humans.select("task", "item_id", "human_difficulty"), on=["task", "item_id"], how="left")
             .join(measures, on="task", how="left")
             .sort("model", "task", "item_id"))
-
-
-def traces_for_policy(traces: pl.DataFrame, censored: str) -> pl.DataFrame:
-    """The trace-level analyses' input: censored traces leave under `drop`."""
-    return stats.censoring_filter(traces, censored)
 
 
 def alignment_table(items: pl.DataFrame, traces: pl.DataFrame, *, n_boot: int = 2000, ci: float = 0.95,

@@ -127,18 +127,21 @@ def bootstrap_r_ci_checked(x: Sequence[float], y: Sequence[float], *, n_boot: in
     return float(low), float(high), None
 
 
-def censoring_filter(traces: pl.DataFrame, policy: str) -> pl.DataFrame:
-    """The traces whose cost a policy uses: `drop` removes censored ones, `budget` keeps all."""
+def _check_policy(policy: str) -> None:
     if policy not in CENSORED_POLICIES:
         raise ValueError(f"censored policy {policy!r}: use one of {CENSORED_POLICIES}")
+
+
+def censoring_filter(traces: pl.DataFrame, policy: str) -> pl.DataFrame:
+    """The traces whose cost a policy uses: `drop` removes censored ones, `budget` keeps all."""
+    _check_policy(policy)
     return traces.filter(~pl.col("censored").fill_null(False)) if policy == "drop" else traces
 
 
 def mean_over_samples(traces: pl.DataFrame, cost: str, keys=("item_id",), censored: str = "budget") -> pl.DataFrame:
     """One row per item (per `keys`): mean cost over the samples the censoring policy keeps (null
     when it keeps none), its log(1 + .), accuracy over every sample, censoring counts."""
-    if censored not in CENSORED_POLICIES:
-        raise ValueError(f"censored policy {censored!r}: use one of {CENSORED_POLICIES}")
+    _check_policy(censored)
     is_cens = pl.col("censored").fill_null(False)
     value = pl.col(cost).cast(pl.Float64)
     used = value.filter(~is_cens) if censored == "drop" else value

@@ -125,7 +125,7 @@ def build(study: Study, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0, 
 
     all_items = A.per_item(study.traces, study.humans, censored)
     items = all_items.filter(pl.col("cost_mean").is_not_null())  # what every analysis below reads
-    traces = A.traces_for_policy(study.traces, censored)
+    traces = stats.censoring_filter(study.traces, censored)  # the trace-level analyses' input
     alignment = A.alignment_table(all_items, study.traces, n_boot=n_boot, ci=ci, seed=seed, censored=censored)
     lap("alignment")
     human_reliability, alignment = A.reliability_tables(traces, study.humans, study.trials, alignment, seed=seed)
