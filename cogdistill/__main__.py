@@ -1,4 +1,8 @@
-"""`python -m cogdistill [overrides]` runs one job; `-m` runs a sweep (see README)."""
+"""`python -m cogdistill [overrides]` runs one job; `-m` runs a sweep (see README).
+
+How the command ends (exit codes, signals, one-line errors) is cogdistill/exits.py's business;
+a sweep's outcome is cogdistill/sweep.py's.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +12,33 @@ import hydra
 from omegaconf import DictConfig
 
 from cogdistill.config import CONF_DIR, register_schemas
-from cogdistill.console import exit_with_error, quiet_third_party
-from cogdistill.errors import CogdistillError
-from cogdistill.overrides import check_overrides
+from cogdistill.console import quiet_third_party
+from cogdistill.exits import run_command
 
 register_schemas()
 quiet_third_party()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> None:
-    from cogdistill.pipeline import run_job
+def main(cfg: DictConfig) -> dict:
+    from cogdistill.sweep import run_task
 
-    try:
-        run_job(cfg)
-    except CogdistillError as exc:
-        exit_with_error(exc)
+    return run_task(cfg)
+
+
+def cli() -> None:
+    from cogdistill.overrides import check_overrides
+
+    # before Hydra: it would report these with exit code 1, no suggestion, and save them to .hydra/
+    check_overrides(sys.argv[1:])
+    main()
+    from cogdistill import sweep
+
+    if sweep.PENDING_ERROR is not None:
+        raise sweep.PENDING_ERROR
+    if sweep.LAST_RESULT is not None and sweep.LAST_RESULT.exit_code():
+        sys.exit(sweep.LAST_RESULT.exit_code())
 
 
 if __name__ == "__main__":
-    try:  # before Hydra: it would report these with exit code 1, no suggestion, and save them to .hydra/
-        check_overrides(sys.argv[1:])
-    except CogdistillError as exc:
-        exit_with_error(exc)
-    main()
+    run_command(cli)

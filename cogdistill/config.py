@@ -10,7 +10,9 @@ structured config stored in a swept group would be picked up by `model=glob(*)`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,6 +26,10 @@ from cogdistill.errors import CogdistillError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
+# Sanity limits: larger values are typos (an extra zero or three) that would plan absurd token
+# budgets; no model generates a million tokens in one answer.
+MAX_TOKENS_LIMIT = 1_000_000
+MAX_SAMPLES = 1000  # sampling.n
 
 
 class Role(str, Enum):
@@ -144,7 +150,11 @@ class OpenAIEngineConfig:
     served_model: Optional[str] = None  # the server's model name; None: the model config's hf_id
     api: str = "chat"  # chat: /chat/completions with messages; completions: /completions with the rendered prompt
     concurrency: int = 8
-    timeout_s: float = 600.0
+    timeout_s: float = 600.0  # the longest wait for one read (connect, or the next bytes of an answer)
+    # the whole request (connect, send, every read) must end within this; None: timeout_s. A server
+    # trickling bytes defeats timeout_s, never this. Exceeding it is retried like a timeout.
+    request_deadline_s: Optional[float] = None
+    job_deadline_s: Optional[float] = None  # all of a job's requests; None: no limit
     max_retries: int = 6  # on connection errors, 429 and 5xx
     backoff_s: float = 1.0  # first retry delay; doubles each retry, with jitter
     backoff_max_s: float = 60.0
@@ -230,7 +240,21 @@ def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="cogdistill_schema", node=Config)
     for name, schema in ENGINE_SCHEMAS.items():
-        cs.store(group="schema/engine", name=name, node=schema)
+        cs.store(group="schema/engine", name=name, node=_open_free_form_dicts(OmegaConf.structured(schema)))
+
+
+# Settings passed through to a server as they are: their keys are the server's, not ours.
+FREE_FORM_ENGINE_DICTS = ("extra_body",)
+
+
+def _open_free_form_dicts(node: DictConfig) -> DictConfig:
+    """Hydra closes every dict of the composed config (struct mode), so `engine.extra_body={a: 1}`
+    would fail ("use +engine.extra_body") although extra_body exists. A node whose own struct flag
+    is False keeps it under the closed root: new keys are accepted there, typos elsewhere still fail."""
+    for key in FREE_FORM_ENGINE_DICTS:
+        if key in node:
+            OmegaConf.set_struct(node[key], False)
+    return node
 
 
 class ConfigError(CogdistillError, ValueError):
@@ -303,6 +327,142 @@ def check_openai_settings(settings: Dict[str, Any], where: str) -> None:
                           "engine.api_key_env.")
 
 
+@dataclass(frozen=True)
+class Bound:
+    """The allowed range of a numeric setting; `text` says it in words, for the error message."""
+    low: float
+    high: float = math.inf
+    low_open: bool = False  # True: `low` itself is not allowed
+    high_open: bool = False
+    text: str = ""
+
+    def holds(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+
+AT_LEAST_1 = Bound(1, text="must be at least 1")
+NOT_NEGATIVE = Bound(0, text="must be 0 or more")
+POSITIVE_SECONDS = Bound(0, low_open=True, text="must be more than 0 seconds")
+
+# One table for every numeric setting whose schema type allows values that cannot run. A value
+# of None (an Optional setting left unset) is not checked. model.max_tokens is checked in
+# check_numbers(), whose message names the model file.
+BOUNDS: Dict[type, Dict[str, Bound]] = {
+    SamplingConfig: {
+        "temperature": Bound(0, text="must be 0 or more (0 is greedy decoding, the paper's)"),
+        "top_p": Bound(0, 1, low_open=True, text="must be more than 0 and at most 1 (1 keeps every token)"),
+        "n": Bound(1, MAX_SAMPLES, text=f"must be at least 1 and at most {MAX_SAMPLES} samples per item"),
+        "max_tokens": Bound(1, MAX_TOKENS_LIMIT, text=f"must be at least 1, or null to use the model's max_tokens "
+                                                      f"(and at most {MAX_TOKENS_LIMIT:,})"),
+    },
+    AnalysisConfig: {
+        "ci": Bound(0, 1, low_open=True, high_open=True, text="must be between 0 and 1, e.g. 0.95 for a 95% interval"),
+        # stats.bootstrap_r_ci_checked reads 0 as "no CI"; above 100,000 resamples a 95% CI no longer
+        # changes, while the resample matrix (resamples x items) would fill memory
+        "bootstrap": Bound(0, 100_000, text="must be 0 (no bootstrap CI) or a number of resamples up to 100,000"),
+    },
+    DataConfig: {"download_timeout_s": POSITIVE_SECONDS},
+    OpenAIEngineConfig: {
+        "concurrency": AT_LEAST_1, "timeout_s": POSITIVE_SECONDS, "request_deadline_s": POSITIVE_SECONDS,
+        "job_deadline_s": POSITIVE_SECONDS, "max_retries": NOT_NEGATIVE,
+        "backoff_s": NOT_NEGATIVE, "backoff_max_s": NOT_NEGATIVE,
+    },
+    TransformersEngineConfig: {"batch_size": AT_LEAST_1, "threads": AT_LEAST_1},
+    VllmEngineConfig: {
+        "tensor_parallel_size": AT_LEAST_1, "pipeline_parallel_size": AT_LEAST_1, "chunk_size": AT_LEAST_1,
+        "gpu_memory_utilization": Bound(0, 1, low_open=True, text="must be more than 0 and at most 1 (a fraction "
+                                                                  "of GPU memory)"),
+        "max_model_len": AT_LEAST_1, "max_num_seqs": AT_LEAST_1, "kv_cache_memory_bytes": AT_LEAST_1,
+    },
+}
+
+
+def settings_of(section: Any) -> Dict[str, Any]:
+    """A config section (a schema dataclass, or a plain dict) as a dict of its settings."""
+    return dict(vars(section)) if dataclasses.is_dataclass(section) else dict(section)
+
+
+def check_bounds(settings: Dict[str, Any], schema: type, where: str) -> None:
+    """Raise ConfigError for the first setting of `schema` outside its Bound; `where` prefixes the
+    field name in the message (e.g. "engine." or "conf/model/x.yaml: engine_kwargs.vllm.")."""
+    defaults = {f.name: f.default for f in dataclasses.fields(schema)}
+    for name, bound in BOUNDS.get(schema, {}).items():
+        value = settings.get(name)
+        if value is None:
+            continue
+        default = "null" if defaults.get(name) is None else defaults.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}{name}={value!r}: must be a number; the default is {default}.")
+        if not bound.holds(value):
+            raise ConfigError(f"{where}{name}={value}: {bound.text}; the default is {default}.")
+
+
+def non_finite(node: Any, path: str) -> Optional[str]:
+    """The dotted path of the first NaN or infinite float inside a config value, else None.
+    NaN passes every `<`/`>` check unnoticed, and inf budgets or timeouts never end."""
+    if isinstance(node, float):
+        return None if math.isfinite(node) else path
+    if dataclasses.is_dataclass(node):
+        node = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, (list, tuple)) else ()
+    for key, value in items:
+        found = non_finite(value, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
+def check_numbers(job: Config, src: Path) -> None:
+    """Every float finite, every bounded setting in range (BOUNDS), also in a model's engine_kwargs."""
+    bad = non_finite(job, "")
+    if bad:
+        raise ConfigError(f"{bad} is not a finite number (NaN or infinity); give a number, e.g. the default "
+                          "(remove the override or the line in the config file).")
+    for where, section in [("sampling.", job.sampling), ("analysis.", job.analysis), ("data.", job.data),
+                           ("engine.", job.engine)]:
+        check_bounds(settings_of(section), type(section), where)
+    for engine, settings in job.model.engine_kwargs.items():
+        if engine in ENGINE_SCHEMAS:  # an unknown engine here is reported by pipeline.engine_settings
+            check_bounds(dict(settings), ENGINE_SCHEMAS[engine], f"{src}: engine_kwargs.{engine}.")
+    budget = job.model.max_tokens  # checked here, not in BOUNDS: the message names the model file
+    if budget < 1:
+        raise ConfigError(f"{src}: `max_tokens: {budget}` leaves no room to generate; "
+                          "set a positive token budget (model.max_tokens=256).")
+    if budget > MAX_TOKENS_LIMIT:
+        raise ConfigError(f"{src}: `max_tokens: {budget}` is more than {MAX_TOKENS_LIMIT:,} tokens per "
+                          "generation (a typo?); set a realistic budget, e.g. model.max_tokens=4096.")
+
+
+def check_engine_secrets(job: Config, src: Path) -> None:
+    """Engine settings are logged (MLflow params, the config artifact, .hydra/): a credential in
+    one of them, extra_body and a model's engine_kwargs included, would be stored with the run."""
+    from cogdistill.secrets import find_secrets
+
+    for where, problems in [("engine settings", find_secrets(settings_of(job.engine), "engine")),
+                            (str(src), find_secrets(dict(job.model.engine_kwargs), "engine_kwargs"))]:
+        if problems:
+            raise ConfigError(f"{where}: {problems[0]}; engine settings are logged with the run (MLflow, the "
+                              "config artifact, .hydra/), so a key there would be stored: put the key in an "
+                              "environment variable and name it with engine.api_key_env (e.g. "
+                              "engine.api_key_env=MY_API_KEY).")
+
+
+def config_warnings(job: Config) -> List[str]:
+    """Settings that are valid but have no effect, for the command line to print before running."""
+    notes = []
+    greedy = job.sampling.temperature == 0
+    if greedy and job.sampling.top_p != 1:
+        notes.append(f"sampling.top_p={job.sampling.top_p} has no effect: sampling.temperature=0 is greedy decoding, "
+                     "which ignores top_p. Set sampling.temperature above 0 to sample, or leave top_p at 1.")
+    if greedy and job.sampling.n > 1:
+        notes.append(f"sampling.n={job.sampling.n} with sampling.temperature=0: greedy decoding gives the same "
+                     "trace every time, so the extra samples cost tokens and add nothing. Use sampling.n=1, or "
+                     "set sampling.temperature above 0.")
+    return notes
+
+
 def validate(cfg: DictConfig) -> Config:
     """Return the typed config, or raise ConfigError saying which file to fix and how."""
     from cogdistill.engines import ENGINES
@@ -338,15 +498,10 @@ def validate(cfg: DictConfig) -> Config:
             f"{src}: `engine: {model.engine}` is not a registered engine; known: {sorted(ENGINES)}."
             + did_you_mean(model.engine, sorted(ENGINES))
         )
-    if model.max_tokens < 1:
-        raise ConfigError(f"{src}: `max_tokens: {model.max_tokens}` leaves no room to generate; "
-                          "set a positive token budget (model.max_tokens=256).")
-    if job.sampling.max_tokens is not None and job.sampling.max_tokens < 1:
-        raise ConfigError(f"sampling.max_tokens={job.sampling.max_tokens}: must be at least 1, or null to use "
-                          "the model's max_tokens.")
     if isinstance(job.engine, OpenAIEngineConfig):
         check_openai_settings(vars(job.engine), "engine.")
     check_openai_settings(dict(model.engine_kwargs.get("openai", {})), f"{src}: engine_kwargs.openai.")
+    check_engine_secrets(job, src)
     if not job.task:
         raise ConfigError("no task selected: pass task=[<name>,...]; known: " + ", ".join(available("task")))
     for key, task in job.task.items():
@@ -377,8 +532,7 @@ def validate(cfg: DictConfig) -> Config:
         raise ConfigError(f"analysis.censored={job.analysis.censored}: use drop (the default: censored costs are "
                           "not complete costs) or budget (count them at max_tokens, a sensitivity analysis)."
                           + did_you_mean(str(job.analysis.censored), ["drop", "budget"]))
-    if job.sampling.n < 1:
-        raise ConfigError(f"sampling.n={job.sampling.n}: must be at least 1.")
+    check_numbers(job, src)
     return job
 
 

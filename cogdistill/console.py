@@ -18,7 +18,7 @@ def quiet_third_party() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' tqdm bars follow it
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per downloaded run
-    for name in ("transformers", "mlflow", "matplotlib", "alembic", "urllib3", "httpx"):
+    for name in ("transformers", "mlflow", "matplotlib", "alembic", "urllib3", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -17,12 +17,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cogdistill import reliability, stats
-from cogdistill.config import ENGINE_SCHEMAS, Config, ConfigError, cache_dir, model_file, validate
+from cogdistill.config import ENGINE_SCHEMAS, Config, ConfigError, cache_dir, config_warnings, model_file, validate
 from cogdistill.console import console, quiet_third_party
 from cogdistill.cache import GenerationCache, generation_key
 from cogdistill.engines import ENGINES, Engine, Generation, Request, create_engine, resolve_engine_name
 from cogdistill.engines import versions as engine_versions
 from cogdistill.prompts import ModelTokenizer
+from cogdistill.exits import is_interrupt
 from cogdistill.figures import scatter_cost_vs_rt
 from cogdistill.tasks import Task, load_task
 from cogdistill.tasks.human import RT_MEASURES
@@ -113,7 +114,7 @@ def generate_traces(engine: LazyEngine, engine_version: str, tokenizer: ModelTok
     for i, item in enumerate(task.items.iter_rows(named=True)):
         for sample_idx, gen in enumerate(generations[i]):
             row = trace_row(gen, tokenizer=tokenizer, think_start=job.model.think_start,
-                            think_end=job.model.think_end,
+                            think_end=job.model.think_end, max_tokens=max_tokens,
                             score=lambda text, target=item["target"]: task.score(text, target))
             rows.append({"model": job.model.name, "task": task.name, "item_id": item["item_id"],
                          "sample_idx": sample_idx, "prompt": prompts[i], "target": item["target"],
@@ -124,6 +125,8 @@ def generate_traces(engine: LazyEngine, engine_version: str, tokenizer: ModelTok
 def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
     quiet_third_party()
     job = validate(cfg)
+    for warning in config_warnings(job):
+        console.print(f"[yellow]warning: {warning}[/]", soft_wrap=True)
     cache_root = cache_dir(job)
     engine_name = resolve_engine_name(job.engine.name, job.model)
     settings = engine_settings(engine_name, job)
@@ -145,7 +148,7 @@ def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
     }
     if model.training_run:  # a model trained by cogdistill.train: link back to its training run
         tags["trained_by"] = model.training_run
-    run = JobRun(job, cfg, tags=tags, run_name=model.name)
+    run = JobRun(job, cfg, tags=tags, run_name=model.name, lock_dir=cache_root / "locks")
     if run.already_finished:
         console.print(f"[green]{model.name}: already finished in this sweep (MLflow run {run.run_id}); skipped.[/]")
         return {}
@@ -201,8 +204,8 @@ def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
         }
         run.log_metrics(summary)
         run.finish("FINISHED")
-    except BaseException:
-        run.finish("FAILED")
+    except BaseException as exc:  # Ctrl-C and SIGTERM (cogdistill.exits) mark the run KILLED, errors FAILED
+        run.abandon("KILLED" if is_interrupt(exc) else "FAILED")
         raise
     _print_summary(model.name, engine_name, results, summary, run, ceilings)
     warning = stats.censoring_warning(pl.concat(all_traces, how="diagonal_relaxed") if all_traces else pl.DataFrame(),

@@ -11,12 +11,13 @@ Correctness is the record's `correct` when given, else the task's scorer on the 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import polars as pl
 
-from cogdistill.config import ModelConfig
+from cogdistill.config import MAX_SAMPLES, MAX_TOKENS_LIMIT, ModelConfig
 from cogdistill.engines import Generation, Tokenizer
 from cogdistill.errors import CogdistillError
 from cogdistill.tasks import Task
@@ -127,8 +128,10 @@ def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, toke
     finish = _text(file, where, rec, "finish_reason") or "stop"
     prompt_tokens = _natural(file, where, rec, "prompt_tokens")
     latency = rec.get("latency_s")
-    if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float))):
-        raise ReplayError(f"{file}: {where}: `latency_s` is {latency!r}; give seconds as a number, or null.")
+    if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float))
+                                or not math.isfinite(latency) or latency < 0):
+        raise ReplayError(f"{file}: {where}: `latency_s` is {latency!r}; give seconds as a non-negative number, "
+                          "or null.")
     reasoning, answer, raw = (_text(file, where, rec, c) for c in ("reasoning_text", "answer_text", "text"))
     split_given = True  # False only for a raw `text`, which trace_row splits itself
     if rec.get("reasoning_tokens") is not None and rec.get("answer_tokens") is not None:
@@ -156,8 +159,8 @@ def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, toke
 
     if split_given:  # trace_row's censoring rule, "closed" read off the given split (trace_row assumes it)
         closed = row["answer_tokens"] > 0 or bool(model.think_end and model.think_end in (row["reasoning_text"] or ""))
-        row["censored"] = finish == "length" and (not closed if model.think_end else True)
-    for field in ("censored", "correct"):
+        row["censored"] = (finish == "length" and (not closed if model.think_end else True)) or finish == "overlong"
+    for field in ("censored", "correct", "token_count_mismatch"):
         value = rec.get(field)
         if value is not None and not isinstance(value, bool):
             raise ReplayError(f"{file}: {where}: `{field}` is {value!r}; use true/false (or leave it out).")
@@ -170,7 +173,7 @@ def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, toke
     if total is not None and total != row["total_tokens"]:
         raise ReplayError(f"{file}: {where}: `total_tokens` is {total} but reasoning_tokens + answer_tokens is "
                           f"{row['total_tokens']}; fix the counts or drop `total_tokens` (it is recomputed).")
-    for field in ("usage_prompt_tokens", "usage_completion_tokens"):
+    for field in ("usage_prompt_tokens", "usage_completion_tokens", "usage_reasoning_tokens"):
         row[field] = _natural(file, where, rec, field)
     return row
 
@@ -262,13 +265,20 @@ def _item_id(file: Path, where: str, rec: Dict[str, Any]) -> str:
 
 
 def _natural(file: Path, where: str, rec: Dict[str, Any], field: str, default: Optional[int] = None) -> Optional[int]:
-    """A non-negative integer field (integral floats accepted, as some writers produce them)."""
+    """A non-negative integer field (integral floats accepted, as some writers produce them), no larger
+    than any real count: 1e30 is integral too, and would overflow the trace table or every sum."""
     value = rec.get(field)
     if value is None:
         return default
     integral = not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
     if not integral or value < 0:
         raise ReplayError(f"{file}: {where}: `{field}` is {value!r}; it must be a non-negative integer.")
+    limit = MAX_SAMPLES if field == "sample_idx" else MAX_TOKENS_LIMIT
+    if value > limit:
+        raise ReplayError(f"{file}: {where}: `{field}` is {value!r}, more than {limit:,} (the largest "
+                          f"{'sampling.n' if field == 'sample_idx' else 'max_tokens'} cogdistill accepts); "
+                          "it is not a real count: check how the file was written (a wrong column or unit?) "
+                          "and fix the value.")
     return int(value)
 
 

@@ -11,6 +11,9 @@ The split rule (stated in the README):
    before that line is reasoning; with no extractable answer, the whole response is reasoning.
 A generation that hit max_tokens is censored: for models with think tags, when it stopped
 before `think_end`; for models without them, always (their response is their reasoning).
+A generation we count longer than max_tokens (beyond count_tolerance) is censored too, with
+finish_reason "overlong": the server ignored the budget, so its length is no complete cost
+under that budget and must never be counted as one.
 
 Token counts come from the generated token ids when the engine has them, else from the model's
 own tokenizer, so every engine counts the same way.
@@ -34,7 +37,18 @@ TRACE_SCHEMA = {
     "engine": pl.Utf8, "latency_s": pl.Float64,
     # the server's own accounting (openai engine), kept beside ours for comparison
     "usage_prompt_tokens": pl.Int64, "usage_completion_tokens": pl.Int64,
+    "usage_reasoning_tokens": pl.Int64,  # completion_tokens_details.reasoning_tokens, when given
+    # our total_tokens and the server's completion_tokens disagree beyond count_tolerance; null
+    # without a per-generation server count (no usage, or n > 1 where it covers all samples)
+    "token_count_mismatch": pl.Boolean,
 }
+
+
+def count_tolerance(reference: int) -> int:
+    """How far two token counts of one generation may differ and still agree: max(3, 5%).
+    Servers count the stop token and special tokens we strip, and re-tokenizing decoded text
+    does not always give back the same tokens."""
+    return max(3, int(0.05 * reference))
 
 
 def split_point(text: str, think_end: Optional[str], answer_start: Optional[int]) -> int:
@@ -63,8 +77,9 @@ def tokens_before(ids: Sequence[int], split: int, text: str, decode: Callable[[S
 
 
 def trace_row(gen: Generation, *, tokenizer: Tokenizer, think_start: Optional[str], think_end: Optional[str],
-              score: Callable[[str], Scored]) -> dict:
-    """The per-generation fields of a trace record."""
+              score: Callable[[str], Scored], max_tokens: Optional[int] = None) -> dict:
+    """The per-generation fields of a trace record. With max_tokens (the job's budget), a
+    generation counted longer than it allows is censored as "overlong"."""
     def decode(ids: Sequence[int]) -> str:
         return tokenizer.decode(list(ids), skip_special_tokens=True)
 
@@ -96,14 +111,23 @@ def trace_row(gen: Generation, *, tokenizer: Tokenizer, think_start: Optional[st
     # With think tags, only a cut inside the reasoning censors the cost; without them the
     # response is the reasoning, so any cut does.
     censored = hit_limit and (not closed if think_end else True)
+    total = reasoning_tokens + answer_tokens
+    finish = gen.finish_reason
+    if max_tokens is not None and total > max_tokens + count_tolerance(max_tokens):
+        finish, censored = "overlong", True
+    usage = gen.usage or {}
+    server_count = usage.get("completion_tokens")  # absent for n > 1: then it is request_completion_tokens
     return {
         "reasoning_text": reasoning, "answer_text": answer,
         "reasoning_tokens": reasoning_tokens, "answer_tokens": answer_tokens,
-        "total_tokens": reasoning_tokens + answer_tokens, "prompt_tokens": gen.prompt_tokens,
-        "finish_reason": gen.finish_reason, "censored": censored,
+        "total_tokens": total, "prompt_tokens": gen.prompt_tokens,
+        "finish_reason": finish, "censored": censored,
         "extracted_answer": scored.answer, "correct": scored.correct, "latency_s": gen.latency_s,
-        "usage_prompt_tokens": (gen.usage or {}).get("prompt_tokens"),
-        "usage_completion_tokens": (gen.usage or {}).get("completion_tokens"),
+        "usage_prompt_tokens": usage.get("prompt_tokens"),
+        "usage_completion_tokens": server_count,
+        "usage_reasoning_tokens": usage.get("reasoning_tokens"),
+        "token_count_mismatch": (None if server_count is None
+                                 else abs(total - server_count) > count_tolerance(server_count)),
     }
 
 

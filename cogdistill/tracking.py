@@ -1,8 +1,14 @@
-"""MLflow: where the store is, one run per job, and the sweep's parent run.
+"""MLflow: where the store is, one run per job, who owns a running run.
 
-The sweep callback creates the experiment and the parent run once, before any job starts
-(several processes creating one experiment in sqlite race), and leaves the parent's id in the
-sweep folder, where every job of the sweep, in this process or another, reads it.
+The sweep (cogdistill/sweep.py) creates the experiment and the parent run once, before any job
+starts, and leaves the parent's id in the sweep folder, where every job of the sweep, in this
+process or another, reads it (`sweep_parent`).
+
+A RUNNING run is *live* while its owner process is: each run carries its owner (host, pid and
+the process's start time, so a reused pid is not mistaken for it) and a heartbeat tag refreshed
+every HEARTBEAT_S. A job resumes only runs that are not live; an identical job started while
+another is running stops with a message instead of adopting its run (a file lock in the cache
+folder decides between two started at the same moment on one machine).
 """
 
 from __future__ import annotations
@@ -13,12 +19,12 @@ import logging
 import math
 import os
 import random
-import tempfile
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from cogdistill.config import REPO_ROOT, Config, TrackingConfig
@@ -70,13 +76,80 @@ def _client(cfg: TrackingConfig):
 
     uri = tracking_uri(cfg)
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        return SqliteRetry(MlflowClient(tracking_uri=uri), uri), uri
+        db = Path(uri[len("sqlite:///"):])
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrackingError(f"cannot create the MLflow store folder {db.parent} ({exc.strerror}): "
+                                "set MLFLOW_TRACKING_URI or tracking.uri to a writable place.") from None
+        return _create_store_once(lambda: SqliteRetry(MlflowClient(tracking_uri=uri), uri), db), uri
+    if uri.startswith(("http://", "https://")):
+        probe_server(uri)
     return MlflowClient(tracking_uri=uri), uri
 
 
 class TrackingError(CogdistillError):
     pass
+
+
+def _create_store_once(make_client, db: Path):
+    """MLflow builds a new sqlite store's tables (migrations) when a client first opens it; two
+    processes doing that at once collide ("table already exists", "no such index"). One process
+    at a time opens the store, under a file lock."""
+    import fcntl
+
+    lock_path = db.with_name(db.name + ".init.lock")
+    try:
+        fh = open(lock_path, "a")
+    except OSError:
+        fh = None  # a read-only folder: the store exists already or the first call says why
+    try:
+        if fh is not None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        client = make_client()
+        client.search_experiments(max_results=1)
+        return client
+    finally:
+        if fh is not None:
+            fh.close()
+
+
+def probe_server(uri: str, timeout_s: float = 5.0) -> None:
+    """A tracking server that does not answer fails in seconds, not after MLflow's minutes of retries."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise TrackingError(
+            f"cannot reach the MLflow tracking server at {parts.scheme}://{parts.hostname}:{port} ({reason}). Start it "
+            "(`make ui`, or `mlflow server --port PORT`), or point MLFLOW_TRACKING_URI / tracking.uri at a running "
+            "one, or unset MLFLOW_TRACKING_URI to log to the local store mlruns/.") from None
+
+
+_STORE_PROBLEMS = {
+    "readonly database": "the store is read-only",
+    "read-only": "the store is read-only",
+    "unable to open database file": "the store cannot be opened (missing folder or no permission)",
+    "database or disk is full": "the disk holding the store is full",
+    "disk i/o error": "the disk holding the store failed (full or unmounted?)",
+}
+
+
+def store_problem(exc: BaseException, uri: str) -> Optional[TrackingError]:
+    """A TrackingError with the fix for a store that cannot be written, else None."""
+    text = str(exc).lower()
+    for needle, what in _STORE_PROBLEMS.items():
+        if needle in text:
+            return TrackingError(
+                f"cannot write the MLflow store {uri}: {what}. Free space or fix its permissions, or log elsewhere: "
+                "MLFLOW_TRACKING_URI=sqlite:////writable/folder/mlflow.db (or tracking.uri=...). Finished "
+                "generations are cached: re-running resumes.")
+    return None
 
 
 class SqliteRetry:
@@ -103,6 +176,9 @@ class SqliteRetry:
                     return attr(*args, **kwargs)
                 except Exception as exc:  # MlflowException or sqlalchemy's OperationalError
                     if "database is locked" not in str(exc):
+                        problem = store_problem(exc, self._uri)
+                        if problem is not None:
+                            raise problem from None
                         raise
                     if attempt == self.RETRIES:
                         raise TrackingError(
@@ -147,26 +223,137 @@ def _find_runs(client, experiment_id: str, filters: List[str]):
                               order_by=["attributes.start_time DESC"])
 
 
+class JobAlreadyRunning(TrackingError):
+    pass
+
+
+def _process_start(pid: int) -> Optional[str]:
+    """The process's start time in clock ticks since boot (/proc), or None: with the pid it names
+    one process for good, where a pid alone may be reused by another after a reboot or a kill."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _owner() -> str:
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid) or ''}"
+
+
+class Lease:
+    """Ownership of a RUNNING run: an owner tag and a heartbeat tag refreshed by a daemon thread."""
+
+    HEARTBEAT_S = 20.0
+    STALE_S = 90.0  # a run whose heartbeat is older than this, on another host, is taken for dead
+
+    def __init__(self, client, run_id: str):
+        self._client, self.run_id = client, run_id
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self._client.set_tag(self.run_id, "cogdistill.owner", _owner())
+        self._beat()
+        self._thread = threading.Thread(target=self._loop, name="cogdistill-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        self._client.set_tag(self.run_id, "cogdistill.heartbeat", f"{time.time():.0f}")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.HEARTBEAT_S):
+            try:
+                self._beat()
+            except Exception:  # noqa: BLE001 - a missed beat is harmless; the job's own calls report errors
+                log.debug("heartbeat failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @classmethod
+    def is_live(cls, run) -> bool:
+        """Whether a run is RUNNING under a process that still runs (see the module docstring)."""
+        if run.info.status != "RUNNING":
+            return False
+        owner = run.data.tags.get("cogdistill.owner", "")
+        host, _, rest = owner.partition(":")
+        pid, _, started = rest.partition(":")
+        if host == socket.gethostname() and pid.isdigit():
+            return _process_start(int(pid)) == started if started else _pid_alive(int(pid))
+        try:
+            return time.time() - float(run.data.tags.get("cogdistill.heartbeat", "0")) < cls.STALE_S
+        except ValueError:
+            return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobLock:
+    """An exclusive lock on one job (its key and its sweep) for as long as the job runs. The kernel
+    releases it when the process ends in any way (SIGKILL included), so it never goes stale."""
+
+    def __init__(self, folder: Path, name: str):
+        import fcntl
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{name}.lock"
+        self._fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "another process"
+            self._fh.close()
+            raise JobAlreadyRunning(
+                f"an identical job is already running ({holder}). Wait for it to finish (its results land in its "
+                "MLflow run and the shared generation cache), or stop it and run this again to resume.") from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        self._fh.flush()
+
+    def release(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
 class JobRun:
     """One MLflow run for one job (a model over its tasks); a no-op when tracking is off.
 
     Resuming never duplicates: inside a sweep, a job whose key already has a run under the same
     parent reuses it (`already_finished` when that run finished); outside a sweep, an
     unfinished run (killed or failed) with the same key is reused, and a finished one is not.
+    A run still owned by a live process is never reused: the job stops with JobAlreadyRunning.
     """
 
-    def __init__(self, job: Config, raw_cfg: DictConfig, *, tags: Dict[str, str], run_name: str):
+    def __init__(self, job: Config, raw_cfg: DictConfig, *, tags: Dict[str, str], run_name: str,
+                 lock_dir: Optional[Path] = None):
         self.enabled = job.tracking.enabled
         self.run_id: Optional[str] = None
         self.experiment_id: Optional[str] = None
         self.resumed = False
         self.already_finished = False
+        self._lease: Optional[Lease] = None
+        self._lock: Optional[JobLock] = None
         if not self.enabled:
             return
         self._client, self.uri = _client(job.tracking)
+        self._tracking = job.tracking
         key = job_key(raw_cfg)
         tags = {**tags, "cogdistill.job_key": key}
         parent = sweep_parent()
+        if lock_dir is not None:
+            scope = hashlib.sha256(f"{self.uri} {key} {parent['run_id'] if parent else ''}".encode()).hexdigest()[:24]
+            self._lock = JobLock(lock_dir, scope)
         if parent:
             self.experiment_id = parent["experiment_id"]
             tags["mlflow.parentRunId"] = parent["run_id"]
@@ -178,6 +365,13 @@ class JobRun:
             filters = [f"tags.`cogdistill.job_key` = '{key}'", "attributes.status != 'FINISHED'"]
         previous = [r for r in _find_runs(self._client, self.experiment_id, filters)
                     if parent or "mlflow.parentRunId" not in r.data.tags]
+        live = [r for r in previous if Lease.is_live(r) and r.data.tags.get("cogdistill.owner") != _owner()]
+        if live:
+            self.release()
+            owner = live[0].data.tags.get("cogdistill.owner", "?").rsplit(":", 1)[0]
+            raise JobAlreadyRunning(
+                f"an identical job is already running (MLflow run {live[0].info.run_id}, owner {owner}). Wait for it "
+                "to finish, or stop it and run this again to resume.")
         if previous:
             self.run_id, self.resumed = previous[0].info.run_id, True
             self.already_finished = previous[0].info.status == "FINISHED"
@@ -185,8 +379,17 @@ class JobRun:
                 self._client.update_run(self.run_id, status="RUNNING")
         else:
             self.run_id = self._client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
-        if not self.already_finished:
-            self._client.log_text(self.run_id, OmegaConf.to_yaml(raw_cfg, resolve=True), "config/config.yaml")
+        if self.already_finished:
+            self.release()
+            return
+        self._lease = Lease(self._client, self.run_id)
+        self._lease.start()
+        try:
+            self._artifacts(self._client.log_text, self.run_id, OmegaConf.to_yaml(raw_cfg, resolve=True),
+                            "config/config.yaml")
+        except BaseException:
+            self.abandon("FAILED")
+            raise
 
     def log_params(self, params: Dict[str, Any]) -> None:
         if self.enabled:
@@ -209,11 +412,42 @@ class JobRun:
         """files: (artifact sub-folder, local file) pairs."""
         if self.enabled:
             for folder, path in files:
-                self._client.log_artifact(self.run_id, str(path), folder)
+                self._artifacts(self._client.log_artifact, self.run_id, str(path), folder)
+
+    def _artifacts(self, call, *args):
+        """An artifact call; a full or read-only artifact folder is named as such (the errno is kept)."""
+        try:
+            return call(*args)
+        except OSError as exc:
+            where = f"the MLflow artifact store ({exc.filename or artifact_root(self._tracking, self.uri) or self.uri})"
+            raise OSError(exc.errno, exc.strerror, where) from None
 
     def finish(self, status: str = "FINISHED") -> None:
         if self.enabled and self.run_id:
+            if self._lease:
+                self._lease.stop()
             self._client.set_terminated(self.run_id, status=status)
+        self.release()
+
+    def abandon(self, status: str) -> None:
+        """finish(status) after a failure or a signal: never raises, so the original error is what the
+        user sees (a store that cannot be written would fail here too)."""
+        from cogdistill.exits import is_interrupt, signals_deferred
+
+        try:
+            with signals_deferred():  # a second Ctrl-C must not leave the run RUNNING
+                try:
+                    self.finish(status)
+                except Exception:  # noqa: BLE001 - see above
+                    log.warning("could not mark MLflow run %s %s", self.run_id, status, exc_info=True)
+                    self.release()
+        except BaseException as exc:  # a signal that arrived meanwhile: we are stopping already
+            if not is_interrupt(exc):
+                raise
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
 
 def sweep_parent() -> Optional[Dict[str, str]]:
@@ -228,74 +462,3 @@ def sweep_parent() -> Optional[Dict[str, str]]:
         return None
     marker = Path(hc.sweep.dir) / PARENT_FILE
     return json.loads(marker.read_text()) if marker.is_file() else None
-
-
-class SweepCallback(Callback):
-    """Hydra callback: a parent MLflow run around a multirun sweep."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        tracking = OmegaConf.to_object(config.tracking)
-        if not tracking.enabled or config.engine.name == "dry":  # a plan logs nothing
-            return
-        client, uri = _client(tracking)
-        exp_id = ensure_experiment(client, experiment_name(tracking, config.study), artifact_root(tracking, uri))
-        overrides = sorted(config.hydra.overrides.task)
-        key = hashlib.sha256(json.dumps([str(config.study), overrides]).encode()).hexdigest()[:20]
-        # The same sweep command after a kill resumes its unfinished parent: no second parent run.
-        unfinished = _find_runs(client, exp_id, [f"tags.`cogdistill.sweep_key` = '{key}'",
-                                                 "attributes.status != 'FINISHED'"])
-        if unfinished:
-            run = unfinished[0]
-            client.update_run(run.info.run_id, status="RUNNING")
-        else:
-            run = client.create_run(
-                exp_id, run_name=f"sweep {Path(str(config.hydra.sweep.dir)).name}",
-                tags={"cogdistill.kind": "sweep", "cogdistill.sweep_key": key, "study": str(config.study),
-                      "overrides": " ".join(overrides)[:5000]},
-            )
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.NamedTemporaryFile("w", dir=sweep_dir, delete=False, suffix=".tmp")
-        json.dump({"run_id": run.info.run_id, "experiment_id": exp_id, "tracking_uri": uri}, tmp)
-        tmp.close()
-        os.replace(tmp.name, sweep_dir / PARENT_FILE)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        marker = Path(str(config.hydra.sweep.dir)) / PARENT_FILE
-        if not marker.is_file():
-            return
-        parent = json.loads(marker.read_text())
-        from mlflow import MlflowClient
-
-        from cogdistill.summary import log_sweep_summary
-
-        client = MlflowClient(tracking_uri=parent["tracking_uri"])
-        table = log_sweep_summary(client, parent["experiment_id"], parent["run_id"])
-        if table.height and config.analysis.report:
-            sweep_report(client, parent, Path(str(config.hydra.sweep.dir)) / "report", config.analysis)
-        client.set_terminated(parent["run_id"], status="FINISHED")
-
-
-def sweep_report(client, parent: Dict[str, str], out: Path, analysis) -> None:
-    """The comparison report over the sweep's jobs, on the parent run. A failure here costs no
-    finished job: it is reported with the command that rebuilds the report."""
-    from rich.markup import escape
-
-    from cogdistill.console import console
-    from cogdistill.report import log_report, write_report
-    from cogdistill.report.render import print_report
-    from cogdistill.report.study import from_mlflow
-
-    experiment = client.get_experiment(parent["experiment_id"]).name
-    try:
-        with console.status("Building the comparison report..."):
-            study = from_mlflow(parent["tracking_uri"], experiment, parent["run_id"])
-            report, _ = write_report(study, out, n_boot=analysis.bootstrap, seed=analysis.seed,
-                                     censored=analysis.get("censored", "drop"))
-        print_report(report, console)
-        log_report(client, parent["run_id"], out, report)
-        console.print(f"report: {out}/report.md (also under report/ on MLflow run {parent['run_id']})")
-    except Exception as exc:  # noqa: BLE001 - the jobs' results are safe in MLflow whatever fails here
-        console.print(f"[bold red]The comparison report failed:[/] {escape(f'{type(exc).__name__}: {exc}')}\n"
-                      f"Rebuild it with: python -m cogdistill.report --experiment '{experiment}' "
-                      f"--parent {parent['run_id']} --log", soft_wrap=True)

@@ -4,6 +4,11 @@ vLLM keeps memory after `del llm`, so each job's model lives and dies in its own
 The child is spawned (not forked: a forked child would inherit the parent's threads and
 CUDA/torch state). A child that dies without a word is reported with its exit code, and
 everything it finished before dying has already reached the parent, and its cache.
+
+The child never outlives the job: it ignores SIGINT (a Ctrl-C reaches the whole process group;
+the parent decides), it is killed when the parent's job is interrupted (SIGINT/SIGTERM reach the
+parent as exceptions, see cogdistill/exits.py), and Linux kills it when the parent dies in any
+way, SIGKILL included (PR_SET_PDEATHSIG). A model of several GB must not linger as an orphan.
 """
 
 from __future__ import annotations
@@ -27,9 +32,14 @@ def _failure(exc: BaseException) -> str:
 
 
 def _worker(name, model, weights, settings, jobs, results) -> None:
+    import signal
+
     from cogdistill.console import quiet_third_party
     from cogdistill.engines import load_engine_class
+    from cogdistill.launcher import die_with_parent
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(signal.SIGKILL)  # nothing here needs cleaning up: the parent holds every result
     quiet_third_party()
     try:
         engine = load_engine_class(name)(model, weights, settings)
@@ -59,7 +69,11 @@ class IsolatedEngine:
         self._proc = ctx.Process(target=_worker, args=(name, model, weights, settings, self._jobs, self._results),
                                  daemon=True, name=f"cogdistill-{name}")
         self._proc.start()
-        kind, payload = self._next("starting")
+        try:
+            kind, payload = self._next("starting")
+        except BaseException:
+            self.kill()
+            raise
         if kind == "error":
             self._proc.join(timeout=10)
             raise EngineError(f"engine '{name}' failed to start for model '{model.name}':\n{payload}")
@@ -80,14 +94,23 @@ class IsolatedEngine:
     def generate(self, requests: Sequence[Request], sampling: SamplingConfig, max_tokens: int,
                  on_result: OnResult) -> None:
         self._jobs.put((list(requests), sampling, max_tokens))
-        while True:
-            kind, payload = self._next("generating")
-            if kind == "result":
-                on_result(*payload)
-            elif kind == "done":
-                return
-            else:
-                raise EngineError(f"engine '{self.name}' failed while generating:\n{payload}")
+        try:
+            while True:
+                kind, payload = self._next("generating")
+                if kind == "result":
+                    on_result(*payload)
+                elif kind == "done":
+                    return
+                else:
+                    raise EngineError(f"engine '{self.name}' failed while generating:\n{payload}")
+        except BaseException:  # a signal or an error: the child may be mid-batch, so don't wait for it
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join(timeout=30)
 
     def close(self) -> None:
         if self._proc.is_alive():

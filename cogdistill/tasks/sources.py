@@ -4,6 +4,9 @@ A mirror copy is checked against the same sha256 as a download, so a mirror can 
 different file into a study. Downloads land atomically in the cache: a killed download leaves
 no partial file that a later run could trust, and a file that fails its check is deleted.
 `mirror_path` comes from a config, so it must stay inside the mirror (no '..', no leading '/').
+Likewise a `file://` url may read only the project folder, a data mirror, the cache and the temp
+folder unless the user opts in (COGDISTILL_ALLOW_FILE_SOURCES=1): a task config from elsewhere must
+not make a run read, cache and log any file of this machine.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import List
+from urllib.parse import urlsplit
 
-from cogdistill.config import SourceConfig, is_sha256, stays_inside
+from cogdistill.config import REPO_ROOT, SourceConfig, is_sha256, stays_inside
 from cogdistill.errors import CogdistillError
 
 
@@ -42,6 +47,35 @@ def _check(path: Path, expected: str, origin: str, shown: str | None = None) -> 
     return path
 
 
+ALLOW_FILE_SOURCES = "COGDISTILL_ALLOW_FILE_SOURCES"
+
+
+def _file_url_roots(cache: Path) -> List[Path]:
+    """Where a file:// source may point without the opt-in: the project, the data mirrors, the cache
+    (written by this tool) and the temp folder (scratch files of tests and tools, never credentials)."""
+    roots = [REPO_ROOT, REPO_ROOT.parent / "shared" / "reference-data", cache, Path(tempfile.gettempdir())]
+    if os.environ.get("COGDISTILL_DATA_MIRROR"):
+        roots.append(Path(os.environ["COGDISTILL_DATA_MIRROR"]))
+    return [root.expanduser().resolve() for root in roots]
+
+
+def _check_file_url(source: SourceConfig, cache: Path, task: str) -> None:
+    """Refuse a file:// url outside _file_url_roots unless COGDISTILL_ALLOW_FILE_SOURCES=1."""
+    parts = urlsplit(source.url)
+    if parts.scheme != "file" or os.environ.get(ALLOW_FILE_SOURCES, "").lower() in ("1", "true", "yes"):
+        return
+    # urllib also reads file://<this host's name>/path locally: only the path counts, resolved
+    # through '..' and symbolic links
+    path = Path(urllib.request.url2pathname(parts.path)).resolve()
+    if not any(path.is_relative_to(root) for root in _file_url_roots(cache)):
+        raise DataSourceError(
+            f"task '{task}': `url: {source.url}` reads a local file outside the project folder and the data "
+            "mirror; a task config may not read any file of this machine unasked. If you trust this config, "
+            f"set {ALLOW_FILE_SOURCES}=1, or put the file into a data mirror folder (data.mirror=<dir>, "
+            f"with the file at {source.mirror_path} inside it)."
+        )
+
+
 def fetch(source: SourceConfig, *, mirror: str | None, cache: Path, timeout_s: float, task: str) -> Path:
     """Return a local, verified path to `source`."""
     if not stays_inside(source.mirror_path):
@@ -65,6 +99,7 @@ def fetch(source: SourceConfig, *, mirror: str | None, cache: Path, timeout_s: f
             )
         return _check(candidate, source.sha256, f"mirror copy for task '{task}'")
 
+    _check_file_url(source, cache, task)
     target = cache / "data" / source.sha256[:16] / Path(source.mirror_path).name
     if target.is_file():
         try:
