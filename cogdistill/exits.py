@@ -33,7 +33,8 @@ class Terminated(BaseException):
 
 
 def interrupt_exit_code(exc: BaseException) -> Optional[int]:
-    """130 for SIGINT, 143 for SIGTERM (128 + the signal number, as shells report them), else None."""
+    """130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP (128 + the signal number, as shells report
+    them), else None."""
     if isinstance(exc, KeyboardInterrupt):
         return 128 + signal.SIGINT
     if isinstance(exc, Terminated):
@@ -57,10 +58,11 @@ def _on_signal(signum, _frame) -> None:
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM raises Terminated and SIGINT KeyboardInterrupt, in the main thread. A second Ctrl-C
-    still interrupts (the user insists); a SIGTERM after the first signal is ignored."""
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    """SIGTERM and SIGHUP (a closed terminal or ssh session) raise Terminated and SIGINT
+    KeyboardInterrupt, in the main thread. A second Ctrl-C still interrupts (the user insists);
+    any other signal after the first is ignored."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, _on_signal)
 
 
 @contextmanager
@@ -73,7 +75,7 @@ def signals_deferred() -> Iterator[None]:
         yield
         return
     received = []
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     for sig in previous:
         signal.signal(sig, lambda signum, _frame: received.append(signum))
     try:
@@ -149,7 +151,7 @@ def report_and_exit(exc: BaseException) -> NoReturn:
         raise exc
     code = interrupt_exit_code(exc)
     if code is not None:
-        name = "SIGINT" if code == 130 else "SIGTERM"
+        name = signal.Signals(code - 128).name
         _print(f"[bold yellow]stopped by {name}:[/] finished generations are cached and MLflow runs are marked "
                "KILLED; run the same command again to resume.")
         sys.exit(code)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from cogdistill.errors import CogdistillError
 
@@ -101,7 +101,11 @@ def check_jobs(config_loader: Any, master_config: Any, jobs: Sequence[Sequence[s
 def raise_for_problems(problems: List[Tuple[int, str, str]], total: int) -> None:
     if not problems:
         return
-    lines = [f"#{idx} ({overrides}): {why}" for idx, overrides, why in problems[:20]]
-    more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
+    by_reason: Dict[str, List[str]] = {}  # a shared override that is wrong is one reason for many jobs
+    for idx, overrides, why in problems:
+        by_reason.setdefault(why, []).append(f"#{idx}" + (f" ({overrides})" if overrides else ""))
+    lines = [f"{', '.join(jobs[:5])}{f' and {len(jobs) - 5} more' if len(jobs) > 5 else ''}: {why}"
+             for why, jobs in list(by_reason.items())[:20]]
+    more = f"\n... and {len(by_reason) - 20} more reasons" if len(by_reason) > 20 else ""
     raise SweepConfigError(f"{len(problems)} of {total} job(s) of this sweep cannot run, so none was started:\n"
                            + "\n".join(lines) + more)

@@ -162,25 +162,40 @@ class SweepParent:
         os.replace(tmp.name, self.marker)
         self._client = client
 
-    def end(self, result: SweepResult, interrupted: bool = False) -> None:
+    def end(self, result: SweepResult) -> None:
         if self.info is None:
-            return
-        from cogdistill.exits import signals_deferred
-
-        client, run_id = self._client, self.info["run_id"]
-        self.lease.stop()
-        if interrupted:
-            with signals_deferred():  # a second Ctrl-C must not leave the parent RUNNING
-                client.set_terminated(run_id, status=KILLED)
             return
         from cogdistill.summary import log_sweep_summary
 
+        client, run_id = self._client, self.info["run_id"]
         table = log_sweep_summary(client, self.info["experiment_id"], run_id)
         if result.failed:
             log_failed_jobs(client, run_id, result.failed)
         if table.height and self.config.analysis.report:
             sweep_report(client, self.info, self.sweep_dir / "report", self.config.analysis)
+        self.lease.stop()
         client.set_terminated(run_id, status=FAILED if result.failed else FINISHED)
+        self.info = None  # ended: abandon() leaves it alone
+
+    def abandon(self, status: str) -> None:
+        """End the parent run with status after a signal or a failure; never raises over the original."""
+        if self.info is None:
+            return
+        import logging
+
+        from cogdistill.exits import is_interrupt, signals_deferred
+
+        self.lease.stop()
+        try:
+            with signals_deferred():  # a second Ctrl-C must not leave the parent RUNNING
+                try:
+                    self._client.set_terminated(self.info["run_id"], status=status)
+                except Exception:  # noqa: BLE001 - the store may be what failed
+                    logging.getLogger(__name__).warning("could not mark the sweep's parent run %s", status)
+        except BaseException as exc:
+            if not is_interrupt(exc):
+                raise
+        self.info = None
 
 
 def log_failed_jobs(client, run_id: str, failed: List[JobOutcome]) -> None:
@@ -282,15 +297,11 @@ def sweep(sweeper: Any, arguments: List[str]) -> SweepResult:
             returns = sweeper.launcher.launch(batch, initial_job_idx=first)
             result.outcomes += [outcome_of(r, first + i, shown[first + i]) for i, r in enumerate(returns)]
             first += len(batch)
-    except BaseException as exc:
+        print_failures(result)
+        parent.end(result)
+    except BaseException as exc:  # a signal (KILLED), or the launcher or the summary failed (FAILED)
         from cogdistill.exits import is_interrupt
 
-        if is_interrupt(exc):
-            parent.end(result, interrupted=True)
-        else:
-            result.outcomes.append(JobOutcome(first, "(launcher)", FAILED, f"{type(exc).__name__}: {exc}", False))
-            parent.end(result)
+        parent.abandon(KILLED if is_interrupt(exc) else FAILED)
         raise
-    print_failures(result)
-    parent.end(result)
     return result

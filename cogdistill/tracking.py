@@ -114,19 +114,23 @@ def _create_store_once(make_client, db: Path):
             fh.close()
 
 
-def probe_server(uri: str, timeout_s: float = 5.0) -> None:
-    """A tracking server that does not answer fails in seconds, not after MLflow's minutes of retries."""
+def probe_server(uri: str, timeout_s: float = 10.0) -> None:
+    """A tracking server that does not answer (a closed port, or one that accepts and then stays
+    silent) fails in seconds, not after MLflow's minutes of retries. Any HTTP answer will do."""
+    import urllib.error
+    import urllib.request
     from urllib.parse import urlsplit
 
     parts = urlsplit(uri)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    shown = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=timeout_s):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
+        urllib.request.urlopen(f"{shown}/health", timeout=timeout_s).close()  # noqa: S310 - http(s) only
+    except urllib.error.HTTPError:
+        return  # it answered: a server is there (a proxy may guard /health)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
         raise TrackingError(
-            f"cannot reach the MLflow tracking server at {parts.scheme}://{parts.hostname}:{port} ({reason}). Start it "
+            f"cannot reach the MLflow tracking server at {shown} ({reason}; waited up to {timeout_s:g} s). Start it "
             "(`make ui`, or `mlflow server --port PORT`), or point MLFLOW_TRACKING_URI / tracking.uri at a running "
             "one, or unset MLFLOW_TRACKING_URI to log to the local store mlruns/.") from None
 

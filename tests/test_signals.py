@@ -10,13 +10,13 @@ import signal
 import pytest
 
 from conftest import real_mirror
-from procs import SLOW_PUTS, alive, descendants, entries, finish, runs_by_kind, slow_env, start, survivors, wait_for
+from procs import SLOW_PUTS, descendants, entries, finish, runs_by_kind, slow_env, start, survivors, wait_for
 from test_faults import cogdistill, output, single_job, two_job_sweep
 
-CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
+CODES = {signal.SIGTERM: 143, signal.SIGINT: 130, signal.SIGHUP: 129}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"])
 def test_a_signalled_job_ends_killed_keeps_its_generations_and_resumes(isolated_env, tiny_conf, mult_mirror, sig):
     args = single_job(tiny_conf, mult_mirror)
     cache = isolated_env / "cache"

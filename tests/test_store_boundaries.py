@@ -129,6 +129,18 @@ def test_a_tracking_server_that_is_not_there_fails_in_seconds(isolated_env, tiny
     assert time.monotonic() - began < 60
 
 
+def test_a_tracking_server_that_accepts_but_never_answers_fails_in_seconds(isolated_env, tiny_conf, mult_mirror,
+                                                                           monkeypatch):
+    with socket.socket() as silent:  # listens (the kernel completes the handshake) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        began = time.monotonic()
+        proc = cogdistill(single_job(tiny_conf, mult_mirror), isolated_env)
+    one_error_line(proc, "cannot reach the MLflow tracking server", "waited up to 10 s")
+    assert time.monotonic() - began < 60
+
+
 def test_a_read_only_store(isolated_env, tiny_conf, mult_mirror, tmpfs, monkeypatch):
     store = tmpfs("store")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")

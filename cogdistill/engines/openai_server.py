@@ -38,7 +38,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from cogdistill.config import ModelConfig, OpenAIEngineConfig, SamplingConfig
-from cogdistill.engines import EngineError, Generation, OnResult, Request
+from cogdistill.engines import EngineError, Generation, OnResult, Request, http_deadline
 from cogdistill.prompts import chat_messages
 from cogdistill.secrets import mask
 from cogdistill.weights import ResolvedWeights
@@ -102,84 +102,6 @@ def _token_count(value: Any) -> Optional[int]:
     return None
 
 
-# ---------------------------------------------------------------- a deadline for the whole request
-#
-# httpx's timeout bounds each socket operation, so a server sending one byte every few seconds
-# never trips it. The client's network backend is wrapped so that every connect, read and
-# write is also bounded by the time left to the request running in this thread (httpx's sync
-# client does all of a request's I/O in the calling thread): at the deadline the operation
-# fails as an httpx timeout, whether the server trickles its headers or its body.
-
-_request_deadline = threading.local()  # .at: time.monotonic() by which this thread's request must end
-
-
-def _bounded(timeout: Optional[float], expired) -> Optional[float]:
-    """timeout, shortened to the time left before this thread's deadline; `expired` raised past it."""
-    end = getattr(_request_deadline, "at", None)
-    if end is None:
-        return timeout
-    left = end - time.monotonic()
-    if left <= 0:
-        raise expired("the request's total deadline passed")
-    return left if timeout is None else min(timeout, left)
-
-
-def _deadline_backend(httpcore, inner):
-    """A network backend like `inner` whose streams respect this thread's request deadline."""
-
-    class Stream(httpcore.NetworkStream):
-        def __init__(self, stream):
-            self._stream = stream
-
-        def read(self, max_bytes: int, timeout: Optional[float] = None) -> bytes:
-            return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
-
-        def write(self, buffer: bytes, timeout: Optional[float] = None) -> None:
-            step = 64 * 1024  # the inner write loops over partial sends with one timeout: bound each piece
-            for start in range(0, len(buffer), step):
-                self._stream.write(buffer[start:start + step], _bounded(timeout, httpcore.WriteTimeout))
-
-        def close(self) -> None:
-            self._stream.close()
-
-        def start_tls(self, ssl_context, server_hostname=None, timeout=None):
-            return Stream(self._stream.start_tls(ssl_context, server_hostname,
-                                                 _bounded(timeout, httpcore.ConnectTimeout)))
-
-        def get_extra_info(self, info: str) -> Any:
-            return self._stream.get_extra_info(info)
-
-    class Backend(httpcore.NetworkBackend):
-        def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-            return Stream(inner.connect_tcp(host, port, _bounded(timeout, httpcore.ConnectTimeout),
-                                            local_address, socket_options))
-
-        def connect_unix_socket(self, path, timeout=None, socket_options=None):
-            return Stream(inner.connect_unix_socket(path, _bounded(timeout, httpcore.ConnectTimeout),
-                                                    socket_options))
-
-        def sleep(self, seconds: float) -> None:
-            inner.sleep(seconds)
-
-    return Backend()
-
-
-def _install_deadline(client) -> bool:
-    """Wrap the network backend of every connection pool the client may use (its own, and those
-    of proxies taken from the environment). httpx has no public hook for this, hence the private
-    attributes; False (the body loop in _exchange still checks the deadline) if they ever change."""
-    import httpcore
-
-    installed = False
-    for transport in [client._transport, *client._mounts.values()]:
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if backend is not None:
-            pool._network_backend = _deadline_backend(httpcore, backend)
-            installed = True
-    return installed
-
-
 class _Answer(NamedTuple):
     status: int
     headers: Any  # httpx.Headers
@@ -234,7 +156,7 @@ class OpenAIEngine:
             timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 30.0)),
             limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
         )
-        if not _install_deadline(self._client):
+        if not http_deadline.install(self._client):
             log.warning("openai engine: this httpx version cannot bound connects and header reads by "
                         "engine.request_deadline_s; only the answer's body is checked against it.")
         self._tok = None  # loaded on first need: prompt counts without usage, EOS ids to strip
@@ -370,7 +292,7 @@ class OpenAIEngine:
         """One POST, its body read in chunks: at most `cap` bytes of a success (more is an
         EngineError), _ERROR_BODY_BYTES of an error, all before the deadline."""
         httpx = self._httpx
-        _request_deadline.at = deadline
+        http_deadline.current.at = deadline
         try:
             with self._client.stream("POST", url, json=body) as resp:
                 ok = 200 <= resp.status_code < 300
@@ -387,11 +309,11 @@ class OpenAIEngine:
                         if ok:
                             raise self._too_big(req, f"sent more than {cap:,} bytes", cap)
                         break  # an error: what we have is plenty to quote
-                    if time.monotonic() > deadline:  # only matters if _install_deadline could not
+                    if time.monotonic() > deadline:  # only matters if http_deadline.install could not
                         raise httpx.ReadTimeout("the request's total deadline passed")
                 return _Answer(resp.status_code, resp.headers, b"".join(chunks)[:limit], resp.reason_phrase)
         finally:
-            _request_deadline.at = None
+            http_deadline.current.at = None
 
     def _too_big(self, req: Request, what: str, cap: int) -> EngineError:
         return self._fail(

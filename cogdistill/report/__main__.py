@@ -114,4 +114,6 @@ def latest_sweep(client, experiment: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cogdistill.exits import run_command
+
+    run_command(lambda: sys.exit(main()))  # signals -> 130/143, one line for any error

@@ -63,4 +63,6 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from cogdistill.exits import run_command
+
+    run_command(lambda: main(sys.argv[1:]))  # signals -> 130/143 and runs KILLED, one line for any error

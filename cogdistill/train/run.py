@@ -142,8 +142,11 @@ def run_training(cfg: TrainConfig, overrides: List[str]) -> Trained:
         compose_main(with_searchpath([f"model={name}", *searchpath], conf_dir))  # it composes and validates
         run.set_tags({"trained_path": str(out), "registered_config": str(path)})
         run.finish("FINISHED")
-    except BaseException:
-        run.finish("FAILED")
+    except BaseException as exc:  # Ctrl-C and SIGTERM (cogdistill.exits) mark the run KILLED, errors FAILED
+        from cogdistill.exits import is_interrupt, signals_deferred
+
+        with signals_deferred():
+            run.finish("KILLED" if is_interrupt(exc) else "FAILED")
         shutil.rmtree(out, ignore_errors=True)
         raise
     console.print(f"[green]{name}[/] ({cfg.mode}, {frame.height} examples, {cfg.steps} steps, "
