@@ -208,11 +208,30 @@ def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
         run.abandon("KILLED" if is_interrupt(exc) else "FAILED")
         raise
     _print_summary(model.name, engine_name, results, summary, run, ceilings)
-    warning = stats.censoring_warning(pl.concat(all_traces, how="diagonal_relaxed") if all_traces else pl.DataFrame(),
-                                      max_tokens)
-    if warning:
-        console.print(f"[bold yellow]{model.name}: {warning}[/]", soft_wrap=True)
+    every = pl.concat(all_traces, how="diagonal_relaxed") if all_traces else pl.DataFrame()
+    for warning in [stats.censoring_warning(every, max_tokens), count_warning(every, max_tokens)]:
+        if warning:
+            console.print(f"[bold yellow]{model.name}: {warning}[/]", soft_wrap=True)
     return results
+
+
+def count_warning(traces: pl.DataFrame, max_tokens: int) -> Optional[str]:
+    """Traces whose token count disagrees with the server's usage, or exceeds max_tokens (overlong:
+    censored, never counted as cost); None when there are none."""
+    if traces.is_empty():
+        return None
+    mismatched = int(traces["token_count_mismatch"].fill_null(False).sum()) if "token_count_mismatch" in traces.columns \
+        else 0
+    overlong = int((traces["finish_reason"] == "overlong").sum())
+    parts = []
+    if mismatched:
+        parts.append(f"{mismatched} of {traces.height} trace(s) disagree with the server's own token count by more "
+                     "than max(3, 5%) (column token_count_mismatch in the traces): is the model config's tokenizer the "
+                     "served model's?")
+    if overlong:
+        parts.append(f"{overlong} trace(s) had more tokens than max_tokens={max_tokens} (finish_reason overlong): "
+                     "they are censored, not counted as cost; the server may ignore max_tokens")
+    return "; ".join(parts) or None
 
 
 def print_plan(job: Config, tasks: List[Task], max_tokens: int) -> Dict[str, stats.Alignment]:
@@ -261,6 +280,8 @@ def _log_task(run: JobRun, model: str, task: Task, traces: pl.DataFrame, per_ite
         f"r_ci_high/{name}": al.r_ci_high, f"acc/{name}": al.accuracy, f"tokens_mean/{name}": al.tokens_mean,
         f"n_items/{name}": al.n_items, f"censored_items/{name}": al.censored_items,
         f"censored_traces/{name}": al.censored_traces, f"dropped_items/{name}": al.n_items_dropped,
+        f"token_count_mismatch/{name}": int(traces["token_count_mismatch"].fill_null(False).sum()),
+        f"overlong_traces/{name}": int((traces["finish_reason"] == "overlong").sum()),
         f"bf10/{name}": al.bf10, f"r_budget/{name}": al.r_budget,
         **{f"{k}/{name}": v for k, v in ceiling.items() if k != "ceiling_note"},
     })

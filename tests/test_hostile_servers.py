@@ -5,6 +5,7 @@ servers and malformed answers. Every failure must be an EngineError that leaks n
 from __future__ import annotations
 
 import json
+import os
 import logging
 import random
 import socket
@@ -508,3 +509,30 @@ def test_generations_come_back_whole_from_a_fine_server(tiny, serve):  # noqa: F
     server = serve(lambda body, _: ok(chat_reply(["The answer is 6."], usage=usage)))
     (gen,) = run(make_engine(tiny, server, deadline=5.0), one_request(tiny), SamplingConfig())[0]
     assert gen.text == "The answer is 6." and gen.usage == usage and gen.finish_reason == "stop"
+
+
+def test_a_job_flags_counts_that_disagree_with_the_server_in_its_summary_and_metrics(isolated_env, tiny_conf,
+                                                                                     mult_mirror, capsys):
+    """The server claims 50 completion tokens for a 5-token answer: every trace is flagged, the job's
+    summary says so, and the job run logs how many traces disagree."""
+    from mlflow import MlflowClient
+
+    from cogdistill.pipeline import run_job
+    from conftest import compose
+    from test_engine_openai import FakeServer
+    from test_pipeline import job_overrides
+
+    usage = {"prompt_tokens": 7, "completion_tokens": 50}
+    server = FakeServer(lambda body, _seen: (200, {}, chat_reply(["The answer is 6"], usage=usage)))
+    try:
+        mirror, sha = mult_mirror
+        run_job(compose(job_overrides(tiny_conf, mirror, sha) + [
+            "engine=openai", f"engine.base_url={server.base_url}", "engine.api_key_env=null"]))
+    finally:
+        server.close()
+    out = capsys.readouterr().out
+    assert "6 of 6 trace(s) disagree with the server's own token count" in " ".join(out.split())
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    (run,) = client.search_runs([client.get_experiment_by_name("demo").experiment_id])
+    assert run.data.metrics["token_count_mismatch/multiplication"] == 6
+    assert run.data.metrics["overlong_traces/multiplication"] == 0
