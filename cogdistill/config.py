@@ -320,11 +320,15 @@ def check_openai_settings(settings: Dict[str, Any], where: str) -> None:
     if env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
         raise ConfigError(f"{where}api_key_env is not an environment variable name; it must NAME the variable "
                           "holding the key (e.g. OPENAI_API_KEY), never hold the key itself.")
-    url = urlsplit(str(settings.get("base_url") or ""))
+    raw = settings.get("base_url")
+    url = urlsplit(str(raw or ""))
     if url.username or url.password or url.query:
         raise ConfigError(f"{where}base_url carries credentials or a query string, which would be logged with "
                           "the run; give only scheme://host:port/v1 and put the key in the variable named by "
                           "engine.api_key_env.")
+    if raw is not None and (url.scheme not in ("http", "https") or not url.hostname):
+        raise ConfigError(f"{where}base_url={raw!r} is not an http(s) URL; give the server's API root, e.g. "
+                          "http://127.0.0.1:8000/v1.")
 
 
 @dataclass(frozen=True)
@@ -538,5 +542,9 @@ def validate(cfg: DictConfig) -> Config:
 
 def cache_dir(job: Config) -> Path:
     path = Path(os.path.expanduser(job.cache_dir)).resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"the cache folder {path} (COGDISTILL_CACHE_DIR or cache_dir=) is, or lies inside, a "
+                          "file: point it at a folder.") from None
     return path

@@ -257,6 +257,26 @@ class CogdistillSweeperConf:
     params: Optional[Dict[str, str]] = None
 
 
+class LauncherError(CogdistillError):
+    """The launcher could not start jobs on this machine (e.g. hydra/launcher=slurm without SLURM)."""
+
+
+def launch(sweeper: Any, batch: Sequence[Sequence[str]], first: int) -> Sequence[Any]:
+    """The launcher's returns for one batch. A launcher that fails by itself (not a job: jobs report
+    through their returns) is the environment's fault, said in one line with the way out."""
+    from cogdistill.exits import is_interrupt
+
+    try:
+        return sweeper.launcher.launch(batch, initial_job_idx=first)
+    except BaseException as exc:
+        if is_interrupt(exc) or isinstance(exc, CogdistillError):
+            raise
+        name = type(sweeper.launcher).__name__
+        raise LauncherError(f"the sweep's launcher ({name}, hydra/launcher=...) cannot start jobs here: "
+                            f"{type(exc).__name__}: {exc}. Use hydra/launcher=local to run the jobs on this machine, "
+                            "or start the sweep where that launcher works (a SLURM login node, a Ray cluster).") from None
+
+
 def varying(jobs: List[List[str]]) -> List[List[str]]:
     """Each job's overrides without those every job shares: what tells the jobs apart."""
     if len(jobs) < 2:
@@ -294,7 +314,7 @@ def sweep(sweeper: Any, arguments: List[str]) -> SweepResult:
         first = 0
         while not sweeper.is_done():
             batch = sweeper.get_job_batch()
-            returns = sweeper.launcher.launch(batch, initial_job_idx=first)
+            returns = launch(sweeper, batch, first)
             result.outcomes += [outcome_of(r, first + i, shown[first + i]) for i, r in enumerate(returns)]
             first += len(batch)
         print_failures(result)

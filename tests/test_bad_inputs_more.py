@@ -263,3 +263,32 @@ def test_cli_refuses_with_exit_2_and_no_traceback(isolated_env, args, needles):
     assert proc.returncode == 2, out[-2000:]
     assert "Traceback" not in out and all(n in out for n in needles), out[-2000:]
     assert SECRET not in out and files_holding(isolated_env, SECRET) == []
+
+
+# --- the environment: where things go, and who starts the jobs --------------------------------
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://host/v1", "http:///v1"])
+def test_a_base_url_that_is_no_http_url(url):
+    expect(ConfigError, lambda: check_overrides(["engine=openai", f"engine.base_url={url}"]),
+           "base_url", "is not an http(s) URL", "http://127.0.0.1:8000/v1")
+
+
+def test_a_cache_folder_that_is_a_file(tmp_path):
+    from cogdistill.config import cache_dir
+
+    (tmp_path / "afile").write_text("")
+    job = validate(compose([f"cache_dir={tmp_path / 'afile' / 'sub'}"]))
+    expect(ConfigError, lambda: cache_dir(job), "afile", "COGDISTILL_CACHE_DIR", "point it at a folder")
+
+
+def test_a_launcher_that_cannot_start_jobs_here_is_named_with_the_way_out():
+    from types import SimpleNamespace
+
+    from cogdistill.sweep import LauncherError, launch
+
+    class NoCluster:
+        def launch(self, batch, initial_job_idx):
+            raise RuntimeError('Could not detect "srun", are you indeed on a slurm cluster?')
+
+    expect(LauncherError, lambda: launch(SimpleNamespace(launcher=NoCluster()), [["model=a"]], 0),
+           "NoCluster", "cannot start jobs here", "srun", "hydra/launcher=local")
