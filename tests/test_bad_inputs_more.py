@@ -9,7 +9,6 @@ import hashlib
 import math
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -202,7 +201,6 @@ def test_file_url_outside_the_project_is_refused(tmp_path, monkeypatch, url):
 
 
 def test_file_url_needs_the_opt_in_outside_the_allowed_folders(tmp_path, monkeypatch):
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "elsewhere"))  # tmp_path is then no temp folder
     monkeypatch.delenv("COGDISTILL_ALLOW_FILE_SOURCES", raising=False)
     origin = tmp_path / "home" / "data.csv"
     origin.parent.mkdir()
@@ -216,7 +214,6 @@ def test_file_url_needs_the_opt_in_outside_the_allowed_folders(tmp_path, monkeyp
 
 def test_file_url_inside_the_project_needs_no_opt_in(tmp_path, monkeypatch):
     monkeypatch.delenv("COGDISTILL_ALLOW_FILE_SOURCES", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "elsewhere"))
     inside = REPO_ROOT / "conf" / "sampling" / "greedy.yaml"
     assert fetch(file_source(inside, inside.read_bytes()), mirror=None, cache=tmp_path / "cache", timeout_s=1,
                  task="t").read_bytes() == inside.read_bytes()

@@ -146,7 +146,8 @@ def source_for(origin: Path, expected: str):
     return cfg.sources["trials"]
 
 
-def test_a_mismatching_download_is_rejected_and_not_cached(tmp_path):
+def test_a_mismatching_download_is_rejected_and_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("COGDISTILL_ALLOW_FILE_SOURCES", "1")  # a file:// origin in pytest's temp folder
     origin = write(tmp_path / "origin" / "data.csv", "multiplyRT,multiplyCorr,problem\n1.0,1,2 x 3 =\n")
     src = source_for(origin, "1" * 64)
     expect(DataSourceError, lambda: fetch(src, mirror=None, cache=tmp_path / "cache", timeout_s=5, task="t"),
@@ -163,7 +164,8 @@ def test_a_mismatching_mirror_copy_is_rejected(tmp_path):
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.csv"))
 
 
-def test_a_corrupted_cache_entry_is_replaced_by_a_verified_download(tmp_path):
+def test_a_corrupted_cache_entry_is_replaced_by_a_verified_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("COGDISTILL_ALLOW_FILE_SOURCES", "1")  # a file:// origin in pytest's temp folder
     origin = write(tmp_path / "origin" / "data.csv", "multiplyRT,multiplyCorr,problem\n1.0,1,2 x 3 =\n")
     src = source_for(origin, sha(origin))
     cached = fetch(src, mirror=None, cache=tmp_path / "cache", timeout_s=5, task="t")

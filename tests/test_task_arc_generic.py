@@ -263,7 +263,8 @@ def test_generic_without_human_columns_still_runs(tmp_path):
     assert task.items["n_trials"].to_list() == [0, 0] and task.items["human_difficulty"].null_count() == 2
 
 
-def test_generic_file_url_works_without_a_mirror(tmp_path):
+def test_generic_file_url_works_without_a_mirror(tmp_path, monkeypatch):
+    monkeypatch.setenv("COGDISTILL_ALLOW_FILE_SOURCES", "1")  # a file:// origin in pytest's temp folder
     path = write(tmp_path / "mine" / "items.parquet", "")
     import polars as pl
 

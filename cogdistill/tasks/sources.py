@@ -51,9 +51,9 @@ ALLOW_FILE_SOURCES = "COGDISTILL_ALLOW_FILE_SOURCES"
 
 
 def _file_url_roots(cache: Path) -> List[Path]:
-    """Where a file:// source may point without the opt-in: the project, the data mirrors, the cache
-    (written by this tool) and the temp folder (scratch files of tests and tools, never credentials)."""
-    roots = [REPO_ROOT, REPO_ROOT.parent / "shared" / "reference-data", cache, Path(tempfile.gettempdir())]
+    """Where a file:// source may point without the opt-in: the project, the data mirrors and the
+    cache (written by this tool)."""
+    roots = [REPO_ROOT, REPO_ROOT.parent / "shared" / "reference-data", cache]
     if os.environ.get("COGDISTILL_DATA_MIRROR"):
         roots.append(Path(os.environ["COGDISTILL_DATA_MIRROR"]))
     return [root.expanduser().resolve() for root in roots]
