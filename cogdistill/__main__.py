@@ -1,4 +1,4 @@
-"""`python -m cogdistill [overrides]` runs one job; `-m` runs a sweep (see README).
+"""`cogdistill [overrides]` (or `python -m cogdistill`) runs one job; `-m` runs a sweep (see README).
 
 How the command ends (exit codes, signals, one-line errors) is cogdistill/exits.py's business;
 a sweep's outcome is cogdistill/sweep.py's.
@@ -40,5 +40,10 @@ def cli() -> None:
         sys.exit(sweep.LAST_RESULT.exit_code())
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The installed command `cogdistill`."""
     run_command(cli)
+
+
+if __name__ == "__main__":
+    entry()

@@ -113,7 +113,12 @@ def latest_sweep(client, experiment: str) -> str:
     return runs[0].info.run_id
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The installed command `cogdistill-report` (also `python -m cogdistill.report`)."""
     from cogdistill.exits import run_command
 
     run_command(lambda: sys.exit(main()))  # signals -> 130/143, one line for any error
+
+
+if __name__ == "__main__":
+    entry()

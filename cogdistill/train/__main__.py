@@ -62,7 +62,12 @@ def main(argv: List[str]) -> None:
         raise
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The installed command `cogdistill-train` (also `python -m cogdistill.train`)."""
     from cogdistill.exits import run_command
 
     run_command(lambda: main(sys.argv[1:]))  # signals -> 130/143 and runs KILLED, one line for any error
+
+
+if __name__ == "__main__":
+    entry()
