@@ -23,8 +23,7 @@ def quiet_third_party() -> None:
 
 
 def exit_with_error(exc: BaseException) -> NoReturn:
-    """One line, no traceback, exit code 2; escaped, or rich would eat `[multiplication]` as markup."""
-    from rich.markup import escape
+    """One line, no traceback, exit code 2 (cogdistill.exits owns how commands end)."""
+    from cogdistill.exits import fail
 
-    console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-    sys.exit(2)
+    fail(str(exc))

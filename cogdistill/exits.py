@@ -91,21 +91,6 @@ def debug() -> bool:
     return os.environ.get("COGDISTILL_DEBUG", "") not in ("", "0", "false")
 
 
-def _print(message: str) -> None:
-    from rich.markup import escape
-
-    from cogdistill.console import console
-
-    # escaped, or rich would eat `[multiplication]` as markup
-    console.print(message if message.startswith("[") else escape(message), soft_wrap=True)
-
-
-def _error_line(message: str) -> str:
-    from rich.markup import escape
-
-    return f"[bold red]error:[/] {escape(message)}"
-
-
 def disk_problem(exc: BaseException) -> Optional[str]:
     """The one-line message for an OSError the user fixes on their side (full, read-only, denied)."""
     if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM,
@@ -139,7 +124,12 @@ def hydra_problem(exc: BaseException) -> Optional[str]:
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    _print(_error_line(message))
+    """One line, no traceback; escaped, or rich would eat `[multiplication]` as markup."""
+    from rich.markup import escape
+
+    from cogdistill.console import console
+
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)
 
 
@@ -151,9 +141,11 @@ def report_and_exit(exc: BaseException) -> NoReturn:
         raise exc
     code = interrupt_exit_code(exc)
     if code is not None:
+        from cogdistill.console import console
+
         name = signal.Signals(code - 128).name
-        _print(f"[bold yellow]stopped by {name}:[/] finished generations are cached and MLflow runs are marked "
-               "KILLED; run the same command again to resume.")
+        console.print(f"[bold yellow]stopped by {name}:[/] finished generations are cached and MLflow runs are "
+                      "marked KILLED; run the same command again to resume.")
         sys.exit(code)
     if isinstance(exc, CogdistillError):
         fail(str(exc))
