@@ -30,10 +30,11 @@ def render_prompts(model: str, items: int, cache: Path) -> tuple[Path, str]:
     sys.path.insert(0, str(REPO))
     from hydra import compose, initialize_config_dir
 
-    from cogdistill.config import CONF_DIR, cache_dir, register_schemas, validate
-    from cogdistill.prompts import ModelTokenizer
-    from cogdistill.tasks import load_task
-    from cogdistill.weights import resolve_weights
+    from cogdistill.config.schema import CONF_DIR, cache_dir
+    from cogdistill.config.validate import register_schemas, validate
+    from cogdistill.engines.tokenizer import ModelTokenizer
+    from cogdistill.tasks.load import load_task
+    from cogdistill.engines.weights import resolve_weights
 
     register_schemas()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

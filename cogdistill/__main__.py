@@ -11,7 +11,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from cogdistill.config import CONF_DIR, register_schemas
+from cogdistill.config.schema import CONF_DIR
+from cogdistill.config.validate import register_schemas
 from cogdistill.console import quiet_third_party
 from cogdistill.exits import run_command
 
@@ -27,7 +28,7 @@ def main(cfg: DictConfig) -> dict:
 
 
 def cli() -> None:
-    from cogdistill.overrides import check_overrides
+    from cogdistill.config.overrides import check_overrides
 
     # before Hydra: it would report these with exit code 1, no suggestion, and save them to .hydra/
     check_overrides(sys.argv[1:])

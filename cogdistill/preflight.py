@@ -1,7 +1,7 @@
 """Before a sweep starts: compose and validate every one of its jobs, and say which are bad.
 
 A sweep over 100 jobs that fails at job 37 has cost 36 jobs of compute before saying that a
-model file is malformed; here every job is composed (Hydra) and validated (cogdistill.config)
+model file is malformed; here every job is composed (Hydra) and validated (cogdistill.config.schema)
 first, and a bad one stops the sweep before any job runs, with one line per bad job.
 Hydra's own composition errors are rewritten as one line naming the file or override and the fix.
 """
@@ -77,7 +77,7 @@ def check_jobs(config_loader: Any, master_config: Any, jobs: Sequence[Sequence[s
     """(job number, its overrides as shown, the problem) for every job that does not compose or validate."""
     from omegaconf import open_dict
 
-    from cogdistill.config import validate
+    from cogdistill.config.validate import validate
 
     problems: List[Tuple[int, str, str]] = []
     for idx, overrides in enumerate(jobs):

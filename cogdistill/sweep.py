@@ -63,7 +63,7 @@ PENDING_ERROR: Optional[BaseException] = None
 def run_task(cfg: DictConfig) -> Dict[str, Any]:
     """Hydra's task function. A single run raises (the command maps errors to exit codes); inside a
     sweep, a failing job prints its one line and returns FAILED so that the other jobs still run."""
-    from cogdistill.pipeline import run_job
+    from cogdistill.job import run_job
 
     global PENDING_ERROR
     if not _in_multirun():
@@ -120,7 +120,7 @@ class SweepParent:
     """The sweep's parent MLflow run; None-safe when tracking is off or the sweep is a plan."""
 
     def __init__(self, config: DictConfig):
-        from cogdistill.tracking import PARENT_FILE
+        from cogdistill.tracking.store import PARENT_FILE
 
         self.config = config
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -129,8 +129,14 @@ class SweepParent:
         self._client = None
 
     def start(self) -> None:
-        from cogdistill.tracking import (Lease, _client, _find_runs, artifact_root, ensure_experiment,
-                                         experiment_name)
+        from cogdistill.tracking.store import (
+            Lease,
+            _client,
+            _find_runs,
+            artifact_root,
+            ensure_experiment,
+            experiment_name,
+        )
 
         tracking = OmegaConf.to_object(self.config.tracking)
         if not tracking.enabled or self.config.engine.name == "dry":  # a plan logs nothing
@@ -165,7 +171,7 @@ class SweepParent:
     def end(self, result: SweepResult) -> None:
         if self.info is None:
             return
-        from cogdistill.summary import log_sweep_summary
+        from cogdistill.tracking.sweep_table import log_sweep_summary
 
         client, run_id = self._client, self.info["run_id"]
         table = log_sweep_summary(client, self.info["experiment_id"], run_id)

@@ -110,7 +110,8 @@ def isolated_env(tmp_path, monkeypatch) -> Path:
 def compose(overrides: List[str]):
     from hydra import compose as hydra_compose, initialize_config_dir
 
-    from cogdistill.config import CONF_DIR, register_schemas
+    from cogdistill.config.schema import CONF_DIR
+    from cogdistill.config.validate import register_schemas
 
     register_schemas()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

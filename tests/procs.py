@@ -14,7 +14,7 @@ from test_faults import _MAIN
 # Every cache entry is followed by a pause, so that a test can signal a job in mid-generation.
 SLOW_PUTS = """
 import time
-from cogdistill.cache import GenerationCache
+from cogdistill.traces.cache import GenerationCache
 _put = GenerationCache.put
 def put(self, key, gen):
     _put(self, key, gen)

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from scipy import stats as ss
 
-from cogdistill import analyses as A
+from cogdistill.report import analyses as A
 from cogdistill.report.study import MODEL_COLUMNS
 
 

@@ -17,18 +17,25 @@ import sys
 import polars as pl
 import pytest
 
-from cogdistill import stats
-from cogdistill.config import (ConfigError, ModelConfig, Role, SamplingConfig, TransformersEngineConfig,
-                               WeightsConfig, validate)
-from cogdistill.engines import EngineError, Request
+from cogdistill.stats import correlation as stats
+from cogdistill.config.schema import (
+    ConfigError,
+    ModelConfig,
+    Role,
+    SamplingConfig,
+    TransformersEngineConfig,
+    WeightsConfig,
+)
+from cogdistill.config.validate import validate
+from cogdistill.engines.base import EngineError, Request
 from cogdistill.errors import CogdistillError
-from cogdistill.overrides import check_overrides
-from cogdistill.prompts import ModelTokenizer, PromptError
-from cogdistill.replay import ReplayError
-from cogdistill.tasks import load_task
-from cogdistill.tasks.human import TaskDataError
+from cogdistill.config.overrides import check_overrides
+from cogdistill.engines.tokenizer import ModelTokenizer, PromptError
+from cogdistill.traces.replay import ReplayError
+from cogdistill.tasks.load import load_task
+from cogdistill.tasks.item_table import TaskDataError
 from cogdistill.tasks.sources import DataSourceError
-from cogdistill.weights import WeightsError, resolve_weights
+from cogdistill.engines.weights import WeightsError, resolve_weights
 from conftest import compose
 from test_engine_openai import engine_for, ok, requests_for, run, serve, tiny  # noqa: F401 (fixtures)
 from test_replay import IDS, counts, model as replay_model, task, write as write_traces  # noqa: F401 (fixture)
@@ -195,7 +202,7 @@ def test_broken_model_link_names_the_file_and_suggests(tmp_path):
 
 
 def test_unknown_engine_kwargs_key_names_the_model_file():
-    from cogdistill.pipeline import engine_settings
+    from cogdistill.job import engine_settings
 
     job = validate(compose([]))
     job.model.engine_kwargs = {"transformers": {"batch_sise": 4}}
@@ -249,8 +256,8 @@ def fake_vllm(monkeypatch, seen=None, max_model_len=None) -> None:
 
 @pytest.mark.parametrize("engine_name", ["transformers", "transformers in its own process", "vllm"])
 def test_prompt_longer_than_the_model_context(tiny_model_dir, tmp_path, monkeypatch, engine_name):
-    from cogdistill.config import VllmEngineConfig
-    from cogdistill.engines import create_engine
+    from cogdistill.config.schema import VllmEngineConfig
+    from cogdistill.engines.base import create_engine
 
     cfg = tiny_model(tiny_model_dir)
     weights = resolve_weights(cfg, tmp_path)
@@ -285,7 +292,7 @@ def test_truncated_trace_file_names_the_cut_line(task, tmp_path):
 
 
 def replay(path, task_, m=None):
-    from cogdistill.replay import load_traces
+    from cogdistill.traces.replay import load_traces
 
     return load_traces(path, task_, m or replay_model(), None)
 
@@ -365,7 +372,7 @@ def test_a_one_item_task_runs_end_to_end_and_logs_a_nan_free_run(isolated_env, t
 
     from mlflow import MlflowClient
 
-    from cogdistill.pipeline import run_job
+    from cogdistill.job import run_job
 
     data = write(tmp_path / "mirror" / "one.csv", "item_id,question,answer,human_rt_s\nq1,What is 2+2?,4,1.5\n")
     (tiny_conf / "task").mkdir()

@@ -12,9 +12,10 @@ import sys
 
 import pytest
 
-from cogdistill.config import REPO_ROOT, ConfigError, config_warnings, validate
-from cogdistill.overrides import check_overrides
-from cogdistill.replay import ReplayError
+from cogdistill.config.schema import REPO_ROOT, ConfigError
+from cogdistill.config.validate import config_warnings, validate
+from cogdistill.config.overrides import check_overrides
+from cogdistill.traces.replay import ReplayError
 from cogdistill.tasks.sources import DataSourceError, fetch
 from conftest import compose
 from test_bad_inputs import expect, replay
@@ -271,7 +272,7 @@ def test_a_base_url_that_is_no_http_url(url):
 
 
 def test_a_cache_folder_that_is_a_file(tmp_path):
-    from cogdistill.config import cache_dir
+    from cogdistill.config.schema import cache_dir
 
     (tmp_path / "afile").write_text("")
     job = validate(compose([f"cache_dir={tmp_path / 'afile' / 'sub'}"]))

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from cogdistill.cache import GenerationCache, generation_key
-from cogdistill.engines import Generation
-from cogdistill.pipeline import run_job
+from cogdistill.traces.cache import GenerationCache, generation_key
+from cogdistill.engines.base import Generation
+from cogdistill.job import run_job
 from conftest import compose
 from test_pipeline import job_overrides
 

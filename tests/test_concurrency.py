@@ -116,10 +116,10 @@ class LockedClient:
 
 def test_a_locked_sqlite_store_is_retried_then_named_with_the_fix(monkeypatch):
     from cogdistill.errors import CogdistillError
-    from cogdistill.tracking import SqliteRetry
+    from cogdistill.tracking.store import SqliteRetry
 
     sleeps = []
-    monkeypatch.setattr("cogdistill.tracking.time.sleep", sleeps.append)
+    monkeypatch.setattr("cogdistill.tracking.store.time.sleep", sleeps.append)
     assert SqliteRetry(LockedClient(2), "sqlite:///x.db").set_tag("r", "k", "v") == "ok"
     assert len(sleeps) == 2 and sleeps[1] > sleeps[0] * 0.5
 

@@ -4,7 +4,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError
 
-from cogdistill.config import ConfigError, available, validate
+from cogdistill.config.schema import ConfigError, available
+from cogdistill.config.validate import validate
 from conftest import compose
 
 
@@ -100,7 +101,7 @@ def test_launcher_presets_compose(launcher, plugin):
 
     from hydra import compose as hydra_compose, initialize_config_dir
 
-    from cogdistill.config import CONF_DIR
+    from cogdistill.config.schema import CONF_DIR
 
     if importlib.util.find_spec(plugin) is None:
         pytest.skip(f"{plugin} not installed")

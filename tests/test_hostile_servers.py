@@ -16,11 +16,11 @@ from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 import pytest
 
-from cogdistill.config import OpenAIEngineConfig, SamplingConfig
-from cogdistill.engines import EngineError, Generation
+from cogdistill.config.schema import OpenAIEngineConfig, SamplingConfig
+from cogdistill.engines.base import EngineError, Generation
 from cogdistill.engines.openai_server import OpenAIEngine
 from cogdistill.tasks.scorers import score_integer
-from cogdistill.traces import TRACE_SCHEMA, trace_row, traces_frame
+from cogdistill.traces.records import TRACE_SCHEMA, trace_row, traces_frame
 from test_engine_openai import chat_reply, ok, requests_for, run, serve, tiny  # noqa: F401 (fixtures)
 
 KEY_ENV = "COGDISTILL_HOSTILE_KEY"
@@ -517,7 +517,7 @@ def test_a_job_flags_counts_that_disagree_with_the_server_in_its_summary_and_met
     summary says so, and the job run logs how many traces disagree."""
     from mlflow import MlflowClient
 
-    from cogdistill.pipeline import run_job
+    from cogdistill.job import run_job
     from conftest import compose
     from test_engine_openai import FakeServer
     from test_pipeline import job_overrides

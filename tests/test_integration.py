@@ -13,9 +13,9 @@ import sys
 import polars as pl
 import pytest
 
-from cogdistill.config import available
-from cogdistill.engines import is_installed
-from cogdistill.pipeline import run_job
+from cogdistill.config.schema import available
+from cogdistill.engines.base import is_installed
+from cogdistill.job import run_job
 from conftest import compose, real_mirror
 
 pytestmark = pytest.mark.integration

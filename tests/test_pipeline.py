@@ -8,7 +8,7 @@ import sys
 import polars as pl
 import pytest
 
-from cogdistill.pipeline import run_job
+from cogdistill.job import run_job
 from conftest import compose
 
 
@@ -156,7 +156,7 @@ def test_replayed_traces_of_a_run_reproduce_its_statistics(isolated_env, tiny_co
 
 
 def test_replay_without_a_path_is_a_clear_error(isolated_env, tiny_conf, mult_mirror):
-    from cogdistill.replay import ReplayError
+    from cogdistill.traces.replay import ReplayError
 
     mirror, sha = mult_mirror
     with pytest.raises(ReplayError, match="engine.path="):

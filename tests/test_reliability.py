@@ -1,4 +1,4 @@
-"""Split-half reliability (cogdistill.reliability) and the trial frame it reads (Task.trials).
+"""Split-half reliability (cogdistill.stats.reliability) and the trial frame it reads (Task.trials).
 
 Statistics are checked against external references (R's cor + psych::alpha, whose standardised
 alpha of two halves is the Spearman-Brown value; scipy; polars group-bys), against simulated
@@ -17,13 +17,22 @@ import pytest
 from omegaconf import OmegaConf
 from scipy import stats
 
-from cogdistill.config import CONF_DIR, ConfigError, DifficultyConfig, SourceConfig, TaskConfig, validate
-from cogdistill.reliability import (
-    NO_PARTICIPANTS, ONE_SAMPLE, ceiling_note, human_split_half, model_split_half, noise_ceiling,
-    normalised_r, participant_halves, sample_halves, spearman_brown,
+from cogdistill.config.schema import CONF_DIR, ConfigError, DifficultyConfig, SourceConfig, TaskConfig
+from cogdistill.config.validate import validate
+from cogdistill.stats.reliability import (
+    NO_PARTICIPANTS,
+    ONE_SAMPLE,
+    ceiling_note,
+    human_split_half,
+    model_split_half,
+    noise_ceiling,
+    normalised_r,
+    participant_halves,
+    sample_halves,
+    spearman_brown,
 )
-from cogdistill.tasks import load_task
-from cogdistill.tasks.human import TRIAL_SCHEMA, TaskDataError
+from cogdistill.tasks.load import load_task
+from cogdistill.tasks.item_table import TRIAL_SCHEMA, TaskDataError
 from conftest import compose, real_mirror, require_r
 
 KEYS = {"reliability", "median", "sd", "ci_low", "ci_high", "r_half", "n_splits_used", "n_participants",

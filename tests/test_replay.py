@@ -6,12 +6,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cogdistill import stats
-from cogdistill.config import ModelConfig, Role
-from cogdistill.engines import Generation
-from cogdistill.replay import ReplayError, load_traces
-from cogdistill.tasks import load_task
-from cogdistill.traces import TRACE_SCHEMA, trace_row, traces_frame
+from cogdistill.stats import correlation as stats
+from cogdistill.config.schema import ModelConfig, Role
+from cogdistill.engines.base import Generation
+from cogdistill.traces.replay import ReplayError, load_traces
+from cogdistill.tasks.load import load_task
+from cogdistill.traces.records import TRACE_SCHEMA, trace_row, traces_frame
 from test_tasks import mult_config
 from test_traces import CharTokenizer
 
@@ -297,7 +297,7 @@ def test_unknown_ids_hint_at_max_items(mult_mirror, tmp_path):
 
 
 def test_lazy_tokenizer_loads_only_when_a_record_needs_counting(task, tmp_path):
-    from cogdistill.replay import LazyTokenizer, ReplayError
+    from cogdistill.traces.replay import LazyTokenizer, ReplayError
 
     calls = []
 

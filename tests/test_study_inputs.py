@@ -15,9 +15,9 @@ from types import SimpleNamespace
 import polars as pl
 import pytest
 
-from cogdistill.config import ModelConfig, Role
+from cogdistill.config.schema import ModelConfig, Role
 from cogdistill.errors import CogdistillError
-from cogdistill.replay import ReplayError, load_traces
+from cogdistill.traces.replay import ReplayError, load_traces
 from cogdistill.report.__main__ import load as cli_load, parse as cli_parse
 from cogdistill.report.study import (ROLES, TRACE_COLUMNS, TRIAL_COLUMNS, Study, StudyError, from_folder,
                                      from_mlflow)

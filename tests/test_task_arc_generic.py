@@ -10,10 +10,11 @@ from typing import Dict
 import pytest
 from omegaconf import OmegaConf
 
-from cogdistill.config import DifficultyConfig, SourceConfig, TaskConfig, validate
-from cogdistill.tasks import load_task
+from cogdistill.config.schema import DifficultyConfig, SourceConfig, TaskConfig
+from cogdistill.config.validate import validate
+from cogdistill.tasks.load import load_task
 from cogdistill.tasks.arc import score_grid
-from cogdistill.tasks.human import ITEM_COLUMNS, TaskDataError
+from cogdistill.tasks.item_table import ITEM_COLUMNS, TaskDataError
 from conftest import REPO, compose, real_mirror
 
 ARC_HEADER = ("task_type,task_number,task_name,example_type,example_number,input_height,input_width,"

@@ -8,9 +8,9 @@ from collections import Counter, defaultdict
 import pytest
 from omegaconf import OmegaConf
 
-from cogdistill.config import CONF_DIR, TaskConfig
-from cogdistill.tasks import load_task
-from cogdistill.tasks.human import TaskDataError
+from cogdistill.config.schema import CONF_DIR, TaskConfig
+from cogdistill.tasks.load import load_task
+from cogdistill.tasks.item_table import TaskDataError
 from cogdistill.tasks.relational import (
     build_carddir_items_all, build_verification_items_whole, normalise_direction, score_direction,
 )

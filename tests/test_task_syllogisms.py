@@ -9,9 +9,10 @@ from math import log
 import pytest
 from omegaconf import OmegaConf
 
-from cogdistill.config import CONF_DIR, TaskConfig, validate
-from cogdistill.tasks import load_task
-from cogdistill.tasks.human import TaskDataError
+from cogdistill.config.schema import CONF_DIR, TaskConfig
+from cogdistill.config.validate import validate
+from cogdistill.tasks.load import load_task
+from cogdistill.tasks.item_table import TaskDataError
 from cogdistill.tasks.syllogism_solver import (
     SYLLOGISMS, encode_conclusion, encode_task, follows, valid_conclusions, valid_table,
 )

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from cogdistill.config import CONF_DIR, TaskConfig
-from cogdistill.tasks import load_task
+from cogdistill.config.schema import CONF_DIR, TaskConfig
+from cogdistill.tasks.load import load_task
 from cogdistill.tasks.crt import build_items as build_crt, is_intuitive, render_question, score_answer
-from cogdistill.tasks.human import TaskDataError
+from cogdistill.tasks.item_table import TaskDataError
 from cogdistill.tasks.tower_of_london import (
     START, apply_move, build_items as build_tol, decode, legal_moves, parse_plan, score_plan, simulate, solve,
 )

@@ -6,9 +6,9 @@ from math import log
 
 import pytest
 
-from cogdistill.config import DifficultyConfig, SourceConfig, TaskConfig
-from cogdistill.tasks import load_task
-from cogdistill.tasks.human import TaskDataError
+from cogdistill.config.schema import DifficultyConfig, SourceConfig, TaskConfig
+from cogdistill.tasks.load import load_task
+from cogdistill.tasks.item_table import TaskDataError
 from cogdistill.tasks.sources import DataSourceError
 from conftest import real_mirror
 

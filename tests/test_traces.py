@@ -4,9 +4,9 @@ from typing import List, Sequence
 
 import pytest
 
-from cogdistill.engines import Generation
+from cogdistill.engines.base import Generation
 from cogdistill.tasks.scorers import score_integer
-from cogdistill.traces import split_point, tokens_before, trace_row
+from cogdistill.traces.records import split_point, tokens_before, trace_row
 
 
 class CharTokenizer:

@@ -6,10 +6,10 @@ import os
 import polars as pl
 import pytest
 
-from cogdistill.pipeline import run_job
-from cogdistill.tasks.human import TaskDataError
+from cogdistill.job import run_job
+from cogdistill.tasks.item_table import TaskDataError
 from cogdistill.tasks.split import apply_split, is_train_item
-from cogdistill.train.config import TrainConfig
+from cogdistill.train.settings import TrainConfig
 from cogdistill.train.dataset import TrainDataError, completion_text
 from conftest import compose
 
@@ -42,8 +42,8 @@ def test_split_is_deterministic_disjoint_and_evaluation_sees_only_heldout_items(
     with pytest.raises(TaskDataError, match="items_split=train|heldout"):
         apply_split(items, "t", "test", 3)
 
-    from cogdistill.config import validate
-    from cogdistill.tasks import load_task
+    from cogdistill.config.validate import validate
+    from cogdistill.tasks.load import load_task
 
     for split, expected in (("heldout", ALL_ITEMS - TRAIN_ITEMS), ("train", TRAIN_ITEMS)):
         job = validate(compose(main_overrides(".", mult_mirror) + [f"task.multiplication.items_split={split}"]))
@@ -66,7 +66,7 @@ def test_completion_puts_server_split_reasoning_back_between_the_teachers_think_
 
 
 def test_cli_splits_training_keys_from_main_overrides_and_rejects_bad_settings():
-    from cogdistill.config import ConfigError
+    from cogdistill.config.schema import ConfigError
     from cogdistill.train.__main__ import parse
     from cogdistill.train.run import check
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from cogdistill.config import ModelConfig, Role, WeightsConfig
-from cogdistill.weights import WeightsError, resolve_weights
+from cogdistill.config.schema import ModelConfig, Role, WeightsConfig
+from cogdistill.engines.weights import WeightsError, resolve_weights
 
 
 def cfg(**weights):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import List, Sequence
 
-from cogdistill.config import ModelConfig, SamplingConfig, TransformersEngineConfig
-from cogdistill.engines import Generation, OnResult, Request, check_context
+from cogdistill.config.schema import ModelConfig, SamplingConfig, TransformersEngineConfig
+from cogdistill.engines.base import Generation, OnResult, Request, check_context
 from cogdistill.engines.versions import version_of
-from cogdistill.weights import ResolvedWeights
+from cogdistill.engines.weights import ResolvedWeights
 
 
 class TransformersEngine:

@@ -18,10 +18,10 @@ import queue
 import traceback
 from typing import Any, Sequence
 
-from cogdistill.config import ModelConfig, SamplingConfig
-from cogdistill.engines import EngineError, OnResult, Request
+from cogdistill.config.schema import ModelConfig, SamplingConfig
+from cogdistill.engines.base import EngineError, OnResult, Request
 from cogdistill.errors import CogdistillError
-from cogdistill.weights import ResolvedWeights
+from cogdistill.engines.weights import ResolvedWeights
 
 _POLL_S = 1.0
 
@@ -35,7 +35,7 @@ def _worker(name, model, weights, settings, jobs, results) -> None:
     import signal
 
     from cogdistill.console import quiet_third_party
-    from cogdistill.engines import load_engine_class
+    from cogdistill.engines.base import load_engine_class
     from cogdistill.launcher import die_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -37,11 +37,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
-from cogdistill.config import ModelConfig, OpenAIEngineConfig, SamplingConfig
-from cogdistill.engines import EngineError, Generation, OnResult, Request, http_deadline
-from cogdistill.prompts import chat_messages
+from cogdistill.config.schema import ModelConfig, OpenAIEngineConfig, SamplingConfig
+from cogdistill.engines.base import EngineError, Generation, OnResult, Request
+from cogdistill.engines import http_deadline
+from cogdistill.engines.tokenizer import chat_messages
 from cogdistill.secrets import mask
-from cogdistill.weights import ResolvedWeights
+from cogdistill.engines.weights import ResolvedWeights
 
 log = logging.getLogger(__name__)
 

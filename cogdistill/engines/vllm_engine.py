@@ -13,10 +13,10 @@ import os
 import time
 from typing import List, Sequence
 
-from cogdistill.config import ModelConfig, SamplingConfig, VllmEngineConfig
-from cogdistill.engines import Generation, OnResult, Request, check_context
+from cogdistill.config.schema import ModelConfig, SamplingConfig, VllmEngineConfig
+from cogdistill.engines.base import Generation, OnResult, Request, check_context
 from cogdistill.engines.versions import version_of
-from cogdistill.weights import ResolvedWeights
+from cogdistill.engines.weights import ResolvedWeights
 
 _CPU_DEFAULT_KV_BYTES = 2 << 30
 

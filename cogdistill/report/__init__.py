@@ -1,7 +1,7 @@
 """The comparison report: did distillation collapse alignment? (README, "The comparison report")
 
     study.py      read traces, human difficulties and model roles (MLflow experiment or folder)
-    build.py      run every analysis of cogdistill.analyses over a study -> Report
+    build.py      run every analysis of cogdistill.report.analyses over a study -> Report
     render.py     rich tables and report.md
     figures.py    the PNGs
     synthetic.py  a simulated study with known ground truth (tests, benchmarks)

@@ -92,8 +92,8 @@ def load(args):
         return simulate(m, t, i, s, seed=args.seed), None, None
     from mlflow import MlflowClient
 
-    from cogdistill.config import TrackingConfig
-    from cogdistill.tracking import tracking_uri
+    from cogdistill.config.schema import TrackingConfig
+    from cogdistill.tracking.store import tracking_uri
 
     uri = args.tracking_uri or tracking_uri(TrackingConfig())
     client = MlflowClient(tracking_uri=uri)

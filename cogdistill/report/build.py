@@ -10,8 +10,8 @@ from typing import Any, Dict
 
 import polars as pl
 
-from cogdistill import analyses as A
-from cogdistill import stats
+from cogdistill.report import analyses as A
+from cogdistill.stats import correlation as stats
 from cogdistill.report.study import Study
 
 # 2: censoring policy, reasons for undefined numbers, q-values, Bayes factors, weighted role means,

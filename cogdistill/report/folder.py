@@ -266,7 +266,7 @@ def _find_cycle(links: Dict[str, List[Tuple[str, str]]]) -> Optional[List[Tuple[
 
 
 def _check_humans(humans: _Table, plausible: Mapping[str, Tuple[float, float]]) -> pl.DataFrame:
-    from cogdistill.tasks.human import MEASURES
+    from cogdistill.tasks.item_table import MEASURES
 
     keys = ("task", "item_id")
     _require_values(humans, ["task", "item_id", "measure"], keys,

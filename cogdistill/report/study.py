@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 
 import polars as pl
 
-from cogdistill.config import Role
+from cogdistill.config.schema import Role
 from cogdistill.errors import CogdistillError
 
 TRACE_COLUMNS = {"model": pl.Utf8, "task": pl.Utf8, "item_id": pl.Utf8, "sample_idx": pl.Int64,

@@ -23,9 +23,16 @@ from typing import Dict, List, Optional, Tuple
 
 import polars as pl
 
-from cogdistill.config import TaskConfig
-from cogdistill.tasks.human import (
-    ITEM_COLUMNS, RT_MEASURES, TaskDataError, empty_trials, item_table, read_csv, require_columns, trial_frame,
+from cogdistill.config.schema import TaskConfig
+from cogdistill.tasks.item_table import (
+    ITEM_COLUMNS,
+    RT_MEASURES,
+    TaskDataError,
+    empty_trials,
+    item_table,
+    read_csv,
+    require_columns,
+    trial_frame,
 )
 from cogdistill.tasks.scorers import Scored
 

@@ -10,7 +10,7 @@ map them with `columns:` in the task config: {our name: your column}):
 Human measures, either per TRIAL (several rows per item; aggregated like every other task):
   rt_s (seconds) or rt_ms (milliseconds), correct (0/1, true/false); either may be absent;
   participant (optional; read as text): who gave the trial, for the split-half reliability of
-  human difficulty (cogdistill.reliability); without it Task.trials.participant is null
+  human difficulty (cogdistill.stats.reliability); without it Task.trials.participant is null
 or per ITEM (one row per item, already aggregated):
   human_rt_s (seconds), accuracy (0..1), n_trials
 or none at all: the task still runs and reports accuracy and token cost only (no r).
@@ -25,9 +25,15 @@ from typing import Dict, List, Tuple
 
 import polars as pl
 
-from cogdistill.config import TaskConfig
-from cogdistill.tasks.human import (
-    ITEM_COLUMNS, RT_MEASURES, TaskDataError, check_rt_units, empty_trials, item_table, trial_frame,
+from cogdistill.config.schema import TaskConfig
+from cogdistill.tasks.item_table import (
+    ITEM_COLUMNS,
+    RT_MEASURES,
+    TaskDataError,
+    check_rt_units,
+    empty_trials,
+    item_table,
+    trial_frame,
 )
 
 TRIAL_COLUMNS = ["rt_s", "rt_ms", "correct"]

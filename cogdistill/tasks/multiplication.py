@@ -8,9 +8,14 @@ from typing import Dict, Tuple
 
 import polars as pl
 
-from cogdistill.config import TaskConfig
-from cogdistill.tasks.human import (
-    TaskDataError, item_table, participant_ids, read_csv, require_columns, trial_frame,
+from cogdistill.config.schema import TaskConfig
+from cogdistill.tasks.item_table import (
+    TaskDataError,
+    item_table,
+    participant_ids,
+    read_csv,
+    require_columns,
+    trial_frame,
 )
 
 

@@ -32,8 +32,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import polars as pl
 
-from cogdistill.config import TaskConfig
-from cogdistill.tasks.human import TaskDataError, item_table, read_csv, require_columns, trial_frame
+from cogdistill.config.schema import TaskConfig
+from cogdistill.tasks.item_table import TaskDataError, item_table, read_csv, require_columns, trial_frame
 from cogdistill.tasks.scorers import Scored
 from cogdistill.tasks.spatial import (
     DIRECTIONS, Premise, SpatialError, arrangement_consistent, arrangement_order,

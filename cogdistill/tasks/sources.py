@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import List
 from urllib.parse import urlsplit
 
-from cogdistill.config import REPO_ROOT, SourceConfig, is_sha256, stays_inside
+from cogdistill.config.schema import REPO_ROOT, SourceConfig, is_sha256, stays_inside
 from cogdistill.errors import CogdistillError
 
 

@@ -12,7 +12,7 @@ import hashlib
 
 import polars as pl
 
-from cogdistill.tasks.human import TaskDataError
+from cogdistill.tasks.item_table import TaskDataError
 
 SPLITS = ("train", "heldout")
 

@@ -15,8 +15,15 @@ from typing import Dict, List, Optional, Tuple
 
 import polars as pl
 
-from cogdistill.config import TaskConfig
-from cogdistill.tasks.human import TaskDataError, item_table, participant_ids, read_csv, require_columns, trial_frame
+from cogdistill.config.schema import TaskConfig
+from cogdistill.tasks.item_table import (
+    TaskDataError,
+    item_table,
+    participant_ids,
+    read_csv,
+    require_columns,
+    trial_frame,
+)
 from cogdistill.tasks.scorers import Scored
 from cogdistill.tasks.syllogism_solver import (
     CONCLUSIONS, QUANTIFIERS, encode_conclusion, encode_task, follows, premises_of, valid_table,

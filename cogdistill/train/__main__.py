@@ -1,6 +1,6 @@
 """`python -m cogdistill.train mode=sft|rl base=<model> [teacher=<model>] tasks=[...] [key=value ...]`
 
-Training keys are the fields of cogdistill.train.config.TrainConfig (steps=, lr=, lora.r=, ...);
+Training keys are the fields of cogdistill.train.settings.TrainConfig (steps=, lr=, lora.r=, ...);
 any other key=value overrides the main config as for `python -m cogdistill` (study=,
 data.mirror=, sampling.max_tokens=, task.<name>.max_items=, hydra.searchpath=[...]).
 """
@@ -15,10 +15,10 @@ from typing import List, Tuple
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from cogdistill.config import ConfigError
+from cogdistill.config.schema import ConfigError
 from cogdistill.console import exit_with_error, quiet_third_party
 from cogdistill.errors import CogdistillError
-from cogdistill.train.config import TrainConfig
+from cogdistill.train.settings import TrainConfig
 
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 

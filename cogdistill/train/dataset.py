@@ -11,9 +11,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import polars as pl
 
-from cogdistill.config import ModelConfig
+from cogdistill.config.schema import ModelConfig
 from cogdistill.errors import CogdistillError
-from cogdistill.tasks import Task
+from cogdistill.tasks.load import Task
 
 SFT_COLUMNS = ["task", "item_id", "prompt", "completion", "target", "teacher_run"]
 RL_COLUMNS = ["task", "item_id", "prompt", "target", "scorer"]

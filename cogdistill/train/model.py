@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from cogdistill.train.config import TrainConfig
-from cogdistill.weights import ResolvedWeights
+from cogdistill.train.settings import TrainConfig
+from cogdistill.engines.weights import ResolvedWeights
 
 
 def load_base(weights: ResolvedWeights):

@@ -9,7 +9,7 @@ from typing import Dict, Optional
 
 from omegaconf import OmegaConf
 
-from cogdistill.config import ModelConfig
+from cogdistill.config.schema import ModelConfig
 
 ROLES = {"sft": "student", "rl": "rl"}
 

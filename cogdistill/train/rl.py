@@ -9,7 +9,7 @@ from typing import List
 import polars as pl
 
 from cogdistill.tasks.scorers import get_scorer
-from cogdistill.train.config import TrainConfig
+from cogdistill.train.settings import TrainConfig
 from cogdistill.train.model import common_args, load_base, peft_config
 
 

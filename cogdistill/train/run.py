@@ -13,15 +13,16 @@ from typing import Iterator, List, Optional
 
 from omegaconf import DictConfig
 
-from cogdistill.config import CONF_DIR, Config, ConfigError, cache_dir, register_schemas, validate
+from cogdistill.config.schema import CONF_DIR, Config, ConfigError, cache_dir
+from cogdistill.config.validate import register_schemas, validate
 from cogdistill.console import console
-from cogdistill.tasks import load_task
-from cogdistill.train.config import TrainConfig
+from cogdistill.tasks.load import load_task
+from cogdistill.train.settings import TrainConfig
 from cogdistill.train.dataset import TrainDataError, rl_frame, sft_frame, split_note, teacher_traces, write_dataset
 from cogdistill.train.register import model_yaml, register
-from cogdistill.train.tracking import TrainRun, loss_callback
-from cogdistill.tracking import flatten
-from cogdistill.weights import resolve_weights
+from cogdistill.train.training_run import TrainRun, loss_callback
+from cogdistill.tracking.store import flatten
+from cogdistill.engines.weights import resolve_weights
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def run_training(cfg: TrainConfig, overrides: List[str]) -> Trained:
     tasks = [load_task(t, mirror=job.data.mirror, cache=cache, timeout_s=job.data.download_timeout_s)
              for t in job.task.values()]
     weights = resolve_weights(job.model, cache)
-    from cogdistill.prompts import ModelTokenizer
+    from cogdistill.engines.tokenizer import ModelTokenizer
 
     render = ModelTokenizer(job.model, weights).render
     if cfg.mode == "sft" and not job.tracking.enabled:

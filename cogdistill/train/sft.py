@@ -7,7 +7,7 @@ from typing import List
 
 import polars as pl
 
-from cogdistill.train.config import TrainConfig
+from cogdistill.train.settings import TrainConfig
 from cogdistill.train.model import common_args, load_base, peft_config
 
 

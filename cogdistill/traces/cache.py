@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, Optional
 
-from cogdistill.engines import Generation
+from cogdistill.engines.base import Generation
 from cogdistill.errors import CogdistillError
 
 FORMAT = 1  # bump when the entry layout changes; old entries then miss instead of misleading

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from cogdistill.config import REPO_ROOT, Config, TrackingConfig
+from cogdistill.config.schema import REPO_ROOT, Config, TrackingConfig
 from cogdistill.errors import CogdistillError
 
 PARENT_FILE = "mlflow_parent_run.json"

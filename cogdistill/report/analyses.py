@@ -26,8 +26,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import polars as pl
 
-from cogdistill import stats
-from cogdistill.tasks.human import RT_MEASURES
+from cogdistill.stats import correlation as stats
+from cogdistill.tasks.item_table import RT_MEASURES
 
 NAN = float("nan")
 
@@ -89,7 +89,7 @@ def reliability_tables(traces: pl.DataFrame, humans: pl.DataFrame, trials: pl.Da
     """(per task: the split-half reliability of human difficulty from the trial-level data;
     alignment with, per cell, the cost's split-half reliability over samples, the noise ceiling
     sqrt(rel_human x rel_model) and r / ceiling beside r). `traces` are the policy's traces."""
-    from cogdistill import reliability as R
+    from cogdistill.stats import reliability as R
 
     measures = dict(humans.group_by("task").agg(pl.col("measure").drop_nulls().first()).iter_rows())
     by_task = trials.partition_by("task", as_dict=True) if trials.height else {}

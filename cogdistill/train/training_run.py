@@ -14,8 +14,8 @@ from typing import Any, Dict, Optional
 
 import polars as pl
 
-from cogdistill.config import Config
-from cogdistill.tracking import _client, artifact_root, ensure_experiment, experiment_name
+from cogdistill.config.schema import Config
+from cogdistill.tracking.store import _client, artifact_root, ensure_experiment, experiment_name
 
 
 class TrainRun:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-from cogdistill.config import ModelConfig, model_file, stays_inside
+from cogdistill.config.schema import ModelConfig, model_file, stays_inside
 from cogdistill.errors import CogdistillError
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cogdistill.stats import Alignment
+from cogdistill.stats.correlation import Alignment
 
 
 def scatter_cost_vs_rt(per_item: pl.DataFrame, al: Alignment, *, model: str, cost: str, out: Path,

@@ -2,7 +2,7 @@
 
 Two frames come out of a task's trials: `item_table` (one row per item: accuracy, RTs, the
 configured difficulty) and `trial_frame` (one row per trial, TRIAL_SCHEMA's columns), which the
-split-half reliability of human difficulty (cogdistill.reliability) is computed from. Builders
+split-half reliability of human difficulty (cogdistill.stats.reliability) is computed from. Builders
 of every task kind return both: `return items, trial_frame(trials, cfg.difficulty)`.
 """
 
@@ -13,7 +13,7 @@ from typing import Dict, Iterable, Optional
 
 import polars as pl
 
-from cogdistill.config import DifficultyConfig, plausible_rt_problem
+from cogdistill.config.schema import DifficultyConfig, plausible_rt_problem
 from cogdistill.errors import CogdistillError
 
 ITEM_COLUMNS = [
@@ -187,5 +187,5 @@ def check_trial_frame(trials: Optional[pl.DataFrame], kind: str) -> pl.DataFrame
     got = dict(trials.schema)
     if list(got) != list(TRIAL_SCHEMA) or any(got[c] != t for c, t in TRIAL_SCHEMA.items()):
         raise TaskDataError(f"task kind '{kind}' built a trial frame with columns {got}; expected {TRIAL_SCHEMA} "
-                            "(build it with cogdistill.tasks.human.trial_frame).")
+                            "(build it with cogdistill.tasks.item_table.trial_frame).")
     return trials

@@ -17,12 +17,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import polars as pl
 
-from cogdistill.config import MAX_SAMPLES, MAX_TOKENS_LIMIT, ModelConfig
-from cogdistill.engines import Generation, Tokenizer
+from cogdistill.config.schema import MAX_SAMPLES, MAX_TOKENS_LIMIT, ModelConfig
+from cogdistill.engines.base import Generation, Tokenizer
 from cogdistill.errors import CogdistillError
-from cogdistill.tasks import Task
+from cogdistill.tasks.load import Task
 from cogdistill.tasks.scorers import Scored
-from cogdistill.traces import TRACE_SCHEMA, trace_row, traces_frame
+from cogdistill.traces.records import TRACE_SCHEMA, trace_row, traces_frame
 
 COST_SOURCES = "`reasoning_tokens` + `answer_tokens`, or `reasoning_text` + `answer_text`, or `text`"
 KNOWN_COLUMNS = set(TRACE_SCHEMA) | {"text"}

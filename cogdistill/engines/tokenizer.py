@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List
 
-from cogdistill.config import ModelConfig
+from cogdistill.config.schema import ModelConfig
 from cogdistill.errors import CogdistillError
-from cogdistill.weights import ResolvedWeights
+from cogdistill.engines.weights import ResolvedWeights
 
 
 class PromptError(CogdistillError):

@@ -27,7 +27,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from cogdistill.config import CONF_DIR, ENGINE_SCHEMAS, Config, ConfigError, check_openai_settings
+from cogdistill.config.schema import CONF_DIR, Config, ConfigError
+from cogdistill.config.validate import ENGINE_SCHEMAS, check_openai_settings
 
 GROUPS = ("model", "task", "engine", "sampling", "tracking")  # the groups of conf/config.yaml's defaults list
 _HYDRA_SYNTAX = ("(", "$", "*", "?")  # glob(...), choice(...), ${...}: not a plain option name

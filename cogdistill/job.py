@@ -16,20 +16,21 @@ from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cogdistill import reliability, stats
-from cogdistill.config import ENGINE_SCHEMAS, Config, ConfigError, cache_dir, config_warnings, model_file, validate
+from cogdistill.stats import reliability, correlation as stats
+from cogdistill.config.validate import ENGINE_SCHEMAS, config_warnings, validate
+from cogdistill.config.schema import Config, ConfigError, cache_dir, model_file
 from cogdistill.console import console, quiet_third_party
-from cogdistill.cache import GenerationCache, generation_key
-from cogdistill.engines import ENGINES, Engine, Generation, Request, create_engine, resolve_engine_name
+from cogdistill.traces.cache import GenerationCache, generation_key
+from cogdistill.engines.base import ENGINES, Engine, Generation, Request, create_engine, resolve_engine_name
 from cogdistill.engines import versions as engine_versions
-from cogdistill.prompts import ModelTokenizer
+from cogdistill.engines.tokenizer import ModelTokenizer
 from cogdistill.exits import is_interrupt
-from cogdistill.figures import scatter_cost_vs_rt
-from cogdistill.tasks import Task, load_task
-from cogdistill.tasks.human import RT_MEASURES
-from cogdistill.tracking import JobRun
-from cogdistill.traces import trace_row, traces_frame
-from cogdistill.weights import resolve_weights
+from cogdistill.tracking.job_figure import scatter_cost_vs_rt
+from cogdistill.tasks.load import Task, load_task
+from cogdistill.tasks.item_table import RT_MEASURES
+from cogdistill.tracking.store import JobRun
+from cogdistill.traces.records import trace_row, traces_frame
+from cogdistill.engines.weights import resolve_weights
 
 
 def engine_settings(name: str, job: Config):
@@ -250,13 +251,13 @@ def print_plan(job: Config, tasks: List[Task], max_tokens: int) -> Dict[str, sta
 
 
 def _replay_tokenizer(model, weights):
-    from cogdistill.replay import LazyTokenizer
+    from cogdistill.traces.replay import LazyTokenizer
 
     return LazyTokenizer(lambda: ModelTokenizer(model, weights), model.name)
 
 
 def _replay(path: Optional[str], task: Task, model, tokenizer) -> pl.DataFrame:
-    from cogdistill.replay import load_traces
+    from cogdistill.traces.replay import load_traces
 
     traces, warnings = load_traces(Path(path) if path else None, task, model, tokenizer)
     for warning in warnings:

@@ -25,7 +25,7 @@ from typing import Callable, List, Optional, Sequence
 
 import polars as pl
 
-from cogdistill.engines import Generation, Tokenizer
+from cogdistill.engines.base import Generation, Tokenizer
 from cogdistill.tasks.scorers import Scored
 
 TRACE_SCHEMA = {

@@ -1,0 +1,99 @@
+"""Tasks: human data in, a frozen Task (items + human difficulty + trials + prompts + scorer) out.
+
+TASK_KINDS maps a config's `kind` to the module that builds its item table and its trial frame
+(human.trial_frame); modules are imported only when a task of that kind is loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+import polars as pl
+
+from cogdistill.config.schema import TaskConfig
+from cogdistill.tasks.item_table import ITEM_COLUMNS, TaskDataError, check_trial_frame, empty_trials
+from cogdistill.tasks.scorers import Scored, get_scorer
+from cogdistill.tasks.sources import fetch
+from cogdistill.tasks.split import apply_split
+
+# kind -> "module:function" returning (item table, trial frame) from {source key: local path}
+TASK_KINDS: Dict[str, str] = {
+    "multiplication": "cogdistill.tasks.multiplication:build_items",
+    "relational_verification": "cogdistill.tasks.relational:build_verification_items",
+    "relational_verification_whole": "cogdistill.tasks.relational:build_verification_items_whole",
+    "relational_carddir": "cogdistill.tasks.relational:build_carddir_items",
+    "relational_carddir_all": "cogdistill.tasks.relational:build_carddir_items_all",
+    "relational_smalllarge": "cogdistill.tasks.relational:build_smalllarge_items",
+    "syllogism_verification": "cogdistill.tasks.syllogisms:build_wiens_items",
+    "syllogism_ragni2016": "cogdistill.tasks.syllogisms:build_ragni2016_items",
+    "tower_of_london": "cogdistill.tasks.tower_of_london:build_items",
+    "crt": "cogdistill.tasks.crt:build_items",
+    "arc": "cogdistill.tasks.arc:build_items",
+    "generic": "cogdistill.tasks.generic:build_items",
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    config: TaskConfig
+    items: pl.DataFrame  # ITEM_COLUMNS + the prompt template's fields
+    # one row per human trial of `items` (human.TRIAL_SCHEMA: item_id, participant, rt_s, correct,
+    # keep); no rows when the source has no trial-level data
+    trials: pl.DataFrame = field(default_factory=empty_trials)
+
+    def prompts(self) -> List[str]:
+        return [self.config.prompt.format(**row) for row in self.items.iter_rows(named=True)]
+
+    def score(self, text: str, target: str) -> Scored:
+        return get_scorer(self.config.scorer)(text, target)
+
+
+def _builder(kind: str) -> Callable[[Dict[str, Path], TaskConfig], Tuple[pl.DataFrame, pl.DataFrame]]:
+    module, func = TASK_KINDS[kind].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def load_task(cfg: TaskConfig, *, mirror: str | None, cache: Path, timeout_s: float) -> Task:
+    if cfg.max_items is not None and cfg.max_items < 1:
+        raise TaskDataError(f"task '{cfg.name}': max_items={cfg.max_items} keeps no items; use a positive "
+                            f"number (task.{cfg.name}.max_items=10) or null for all items.")
+    paths = {
+        key: fetch(src, mirror=mirror, cache=cache, timeout_s=timeout_s, task=cfg.name)
+        for key, src in cfg.sources.items()
+    }
+    items, trials = _builder(cfg.kind)(paths, cfg)
+    trials = check_trial_frame(trials, cfg.kind)
+    missing = [c for c in ITEM_COLUMNS if c not in items.columns]
+    if missing:
+        raise TaskDataError(f"task kind '{cfg.kind}' built an item table without {missing}.")
+    if items["item_id"].dtype != pl.Utf8:  # ids are text end to end: '07' must stay '07'
+        raise TaskDataError(f"task kind '{cfg.kind}' built item ids of type {items['item_id'].dtype}; "
+                            "item ids must be read as text (Utf8).")
+    if items["item_id"].is_duplicated().any():
+        dup = items.filter(items["item_id"].is_duplicated())["item_id"][0]
+        raise TaskDataError(f"task '{cfg.name}': duplicate item id {dup!r} in {list(paths.values())}; "
+                            "every item needs its own id: fix the file's ids (or the task kind's id scheme).")
+    if items.height == 0:
+        raise TaskDataError(f"task '{cfg.name}': no items in {list(paths.values())}; the file holds no data "
+                            "rows that make an item: check that it is the intended file and not cut short.")
+    items = apply_split(items.sort("item_id"), cfg.name, cfg.items_split, cfg.split_k)
+    if cfg.max_items is not None:
+        items = items.head(cfg.max_items)
+    try:
+        Task(cfg.name, cfg, items.head(1)).prompts()
+    except KeyError as exc:
+        raise TaskDataError(
+            f"task '{cfg.name}': prompt template uses {{{exc.args[0]}}} but items have only {items.columns}: "
+            "add that column to the data file or change `prompt:` in the task config."
+        ) from exc
+    except (IndexError, ValueError) as exc:  # "{0}", "{a", "{a!z}": str.format's own complaints
+        raise TaskDataError(
+            f"task '{cfg.name}': `prompt:` is not a valid template ({exc}); name item fields as {{field}} "
+            "and write literal braces as {{ and }}."
+        ) from exc
+    trials = trials.filter(pl.col("item_id").is_in(items["item_id"].implode()))
+    return Task(name=cfg.name, config=cfg, items=items, trials=trials)
