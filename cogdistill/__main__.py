@@ -1,4 +1,4 @@
-"""`cogdistill [overrides]` (or `python -m cogdistill`) runs one job; `-m` runs a sweep (see README).
+"""`cogdistill [overrides]` (or `python -m cogdistill`) runs one job; `-m` runs a sweep (docs: Getting started).
 
 How the command ends (exit codes, signals, one-line errors) is cogdistill/exits.py's business;
 a sweep's outcome is cogdistill/sweep.py's.

@@ -1,7 +1,6 @@
 """One rich console for the whole package, so progress bars and tables never interleave."""
 
 import sys
-from typing import NoReturn
 
 from rich.console import Console
 
@@ -20,10 +19,3 @@ def quiet_third_party() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per downloaded run
     for name in ("transformers", "mlflow", "matplotlib", "alembic", "urllib3", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def exit_with_error(exc: BaseException) -> NoReturn:
-    """One line, no traceback, exit code 2 (cogdistill.exits owns how commands end)."""
-    from cogdistill.exits import fail
-
-    fail(str(exc))

@@ -105,22 +105,18 @@ def disk_problem(exc: BaseException) -> Optional[str]:
             "re-running resumes.")
 
 
-def hydra_problem(exc: BaseException) -> Optional[str]:
-    """One line for Hydra's and OmegaConf's own composition errors (malformed YAML, a wrong type,
-    an unknown config group option), which Hydra itself reports with exit code 1."""
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies (no-op elsewhere)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
     try:
-        from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-        from omegaconf.errors import OmegaConfBaseException
-    except ImportError:  # pragma: no cover - hydra is a dependency
-        return None
-    import yaml
-
-    if not isinstance(exc, (HydraException, OmegaConfBaseException, MissingConfigException, OverrideParseException,
-                            yaml.YAMLError)):
-        return None
-    from cogdistill.preflight import explain_hydra_error
-
-    return explain_hydra_error(exc)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -149,6 +145,8 @@ def report_and_exit(exc: BaseException) -> NoReturn:
         sys.exit(code)
     if isinstance(exc, CogdistillError):
         fail(str(exc))
+    from cogdistill.hydra_errors import hydra_problem  # hydra and yaml: imported only on this path
+
     message = disk_problem(exc) or hydra_problem(exc)
     if message:
         fail(message)

@@ -19,7 +19,6 @@ The plugin class Hydra finds is hydra_plugins/cogdistill_launcher/process_launch
 
 import logging
 import multiprocessing as mp
-import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,20 +35,6 @@ class ProcessLauncherConf:
     max_parallel: int = 1  # jobs running at once, each in its own process
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Ask Linux to send `sig` to this process when its parent dies (no-op elsewhere)."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _execute(payload: bytes, idx: int, overrides: List[str]):
     import cloudpickle
     from hydra.core.hydra_config import HydraConfig
@@ -57,7 +42,7 @@ def _execute(payload: bytes, idx: int, overrides: List[str]):
     from hydra.core.utils import JobReturn, run_job, setup_globals
     from omegaconf import open_dict
 
-    from cogdistill.exits import install_signal_handlers
+    from cogdistill.exits import die_with_parent, install_signal_handlers
 
     install_signal_handlers()
     die_with_parent()

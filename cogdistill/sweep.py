@@ -129,6 +129,7 @@ class SweepParent:
         self._client = None
 
     def start(self) -> None:
+        from cogdistill.tracking.run_format import Tag, sweep_tags
         from cogdistill.tracking.store import (
             Lease,
             _client,
@@ -146,18 +147,15 @@ class SweepParent:
         overrides = sorted(self.config.hydra.overrides.task)
         key = hashlib.sha256(json.dumps([str(self.config.study), overrides]).encode()).hexdigest()[:20]
         # The same sweep command after a kill resumes its unfinished parent, unless that sweep is still running.
-        unfinished = [r for r in _find_runs(client, exp_id, [f"tags.`cogdistill.sweep_key` = '{key}'",
+        unfinished = [r for r in _find_runs(client, exp_id, [f"tags.`{Tag.SWEEP_KEY}` = '{key}'",
                                                             "attributes.status != 'FINISHED'"])
                       if not Lease.is_live(r)]
         if unfinished:
             run_id = unfinished[0].info.run_id
             client.update_run(run_id, status="RUNNING")
         else:
-            run_id = client.create_run(
-                exp_id, run_name=f"sweep {self.sweep_dir.name}",
-                tags={"cogdistill.kind": "sweep", "cogdistill.sweep_key": key, "study": str(self.config.study),
-                      "overrides": " ".join(overrides)[:5000]},
-            ).info.run_id
+            run_id = client.create_run(exp_id, run_name=f"sweep {self.sweep_dir.name}",
+                                       tags=sweep_tags(key, str(self.config.study), overrides)).info.run_id
         self.lease = Lease(client, run_id)
         self.lease.start()
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -205,15 +203,17 @@ class SweepParent:
 
 
 def log_failed_jobs(client, run_id: str, failed: List[JobOutcome]) -> None:
+    from cogdistill.tracking.run_format import FAILED_JOBS, Tag
+
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "failed_jobs.csv"
+        path = Path(tmp) / FAILED_JOBS
         with path.open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["job", "overrides", "error"])
             for o in failed:
                 writer.writerow([o.num, o.overrides, o.error])
         client.log_artifact(run_id, str(path))
-    client.set_tag(run_id, "cogdistill.failed_jobs", str(len(failed)))
+    client.set_tag(run_id, Tag.FAILED_JOBS, str(len(failed)))
 
 
 def print_failures(result: SweepResult) -> None:

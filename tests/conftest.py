@@ -1,29 +1,27 @@
-"""Shared fixtures: a random-weight tiny model, a small human-data mirror, Hydra composition."""
+"""Shared fixtures: a random-weight tiny model, a small human-data mirror, Hydra config folders, an
+isolated store, the openai engine's fake servers, a replay task, a real `mlflow server`.
+
+Plain helpers live in tests/helpers/ (`from helpers.<module> import name`), never in a test file or here.
+Markers (pyproject.toml): `slow` (over ~10 s on 2 cores), `integration` (a real model, server or browser);
+`make test-fast` deselects both.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import random
 from pathlib import Path
 from typing import List
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_MIRROR = REPO.parent / "shared" / "reference-data"
+pytest.register_assert_rewrite("helpers")
+
+from helpers.data import write_mult_trials  # noqa: E402 (after register_assert_rewrite)
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
-
-
-def real_mirror() -> Path | None:
-    env = os.environ.get("COGDISTILL_DATA_MIRROR")
-    for candidate in (Path(env) if env else None, SHARED_MIRROR):
-        if candidate and (candidate / "soh-multiplication" / "consolidated_mult_data.csv").is_file():
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -53,19 +51,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     config.vocab_size = len(fast)
     LlamaForCausalLM(config).save_pretrained(out)
     return out
-
-
-def write_mult_trials(path: Path, problems: List[tuple], trials_per_item: int = 12, seed: int = 0) -> None:
-    """Trial rows in the soh-multiplication layout; RT grows with the product."""
-    rng = random.Random(seed)
-    lines = ["typedAnswer,multiplyRT,multiplyCorr,problem,OperandType,productType,participant,group"]
-    for a, b in problems:
-        for t in range(trials_per_item):
-            correct = 1 if t % 6 else 0
-            rt = 0.8 + 0.05 * a * b + rng.random() * 0.3
-            lines.append(f"{a * b if correct else a * b + 1},{rt:.4f},{correct},{a} x {b} =,smallFirst,smallProd,{1000 + t},ABC")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture
@@ -107,32 +92,46 @@ def isolated_env(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-def compose(overrides: List[str]):
-    from hydra import compose as hydra_compose, initialize_config_dir
+@pytest.fixture
+def serve():
+    """serve(script) -> a FakeServer (an OpenAI-compatible server on 127.0.0.1); all closed at the end."""
+    from helpers.openai_server import FakeServer
 
-    from cogdistill.config.schema import CONF_DIR
-    from cogdistill.config.validate import register_schemas
+    servers: List[FakeServer] = []
 
-    register_schemas()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
+    def start(script) -> FakeServer:
+        servers.append(FakeServer(script))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
 
 
-R_PACKAGES_APT = "apt-get install -y r-base-core r-cran-metafor r-cran-lme4 r-cran-psych r-cran-jsonlite"
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir, tmp_path_factory):
+    """(config, resolved weights, tokenizer) of the tiny random model, for the openai engine."""
+    from helpers.openai_server import resolved_tiny
+
+    return resolved_tiny(tiny_model_dir, tmp_path_factory.mktemp("cache"))
 
 
-def require_r(*packages: str) -> None:
-    """Skip a test that checks a statistic against R where R or a package is missing; in CI
-    (COGDISTILL_REQUIRE_R=1, set by .ci/run, which installs them) fail instead: an external
-    reference that silently never runs checks nothing."""
-    import shutil
-    import subprocess
+@pytest.fixture
+def task(mult_mirror, tmp_path):
+    """The multiplication task loaded from mult_mirror (items IDS of helpers.traces)."""
+    from cogdistill.tasks.load import load_task
+    from helpers.tasks import mult_config
 
-    missing = "Rscript" if shutil.which("Rscript") is None else None
-    if missing is None and packages:
-        names = ", ".join(f'"{p}"' for p in packages)
-        probe = subprocess.run(["Rscript", "-e", f"cat(all(sapply(c({names}), requireNamespace, quietly = TRUE)))"],
-                               capture_output=True, text=True, timeout=60, check=False)
-        missing = None if probe.stdout.strip() == "TRUE" else f"R package(s) {list(packages)}"
-    if missing:
-        (pytest.fail if os.environ.get("COGDISTILL_REQUIRE_R") else pytest.skip)(f"{missing} missing: {R_PACKAGES_APT}")
+    mirror, sha = mult_mirror
+    return load_task(mult_config(sha), mirror=str(mirror), cache=tmp_path / "cache", timeout_s=1)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` over a sqlite store in tmp_path; yields its URL."""
+    from helpers.mlflow_server import serve_mlflow
+
+    with serve_mlflow(["server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                       "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                      tmp_path / "mlflow-server.log") as url:
+        yield url

@@ -18,17 +18,9 @@ import polars as pl
 import pytest
 
 from cogdistill.stats import correlation as stats
-from cogdistill.config.schema import (
-    ConfigError,
-    ModelConfig,
-    Role,
-    SamplingConfig,
-    TransformersEngineConfig,
-    WeightsConfig,
-)
+from cogdistill.config.schema import ConfigError, SamplingConfig, TransformersEngineConfig
 from cogdistill.config.validate import validate
 from cogdistill.engines.base import EngineError, Request
-from cogdistill.errors import CogdistillError
 from cogdistill.config.overrides import check_overrides
 from cogdistill.engines.tokenizer import ModelTokenizer, PromptError
 from cogdistill.traces.replay import ReplayError
@@ -36,22 +28,12 @@ from cogdistill.tasks.load import load_task
 from cogdistill.tasks.item_table import TaskDataError
 from cogdistill.tasks.sources import DataSourceError
 from cogdistill.engines.weights import WeightsError, resolve_weights
-from conftest import compose
-from test_engine_openai import engine_for, ok, requests_for, run, serve, tiny  # noqa: F401 (fixtures)
-from test_replay import IDS, counts, model as replay_model, task, write as write_traces  # noqa: F401 (fixture)
-from test_task_arc_generic import generic_cfg, write
-from test_tasks import mult_config
-
-
-def expect(exc_type, fn, *needles: str) -> str:
-    """Run fn; it must raise exc_type (a CogdistillError) whose message holds every needle."""
-    with pytest.raises(exc_type) as err:
-        fn()
-    assert isinstance(err.value, CogdistillError), type(err.value)
-    message = str(err.value)
-    for needle in needles:
-        assert needle in message, f"{needle!r} not in: {message}"
-    return message
+from helpers.config import compose
+from helpers.errors import expect
+from helpers.models import fake_vllm, model_cfg as tiny_model, requests_for
+from helpers.openai_server import engine_for, ok, run
+from helpers.tasks import generic_cfg, mult_config, write
+from helpers.traces import IDS, counts, replay, write as write_traces
 
 
 def load_generic(tmp_path, text: str, measure: str = "mean_rt", name: str = "items.csv", **kw):
@@ -202,7 +184,7 @@ def test_broken_model_link_names_the_file_and_suggests(tmp_path):
 
 
 def test_unknown_engine_kwargs_key_names_the_model_file():
-    from cogdistill.job import engine_settings
+    from cogdistill.job_plan import engine_settings
 
     job = validate(compose([]))
     job.model.engine_kwargs = {"transformers": {"batch_sise": 4}}
@@ -211,11 +193,6 @@ def test_unknown_engine_kwargs_key_names_the_model_file():
 
 
 # --- models: weights, tokenizer, context ----------------------------------------------------
-
-def tiny_model(path, **kw) -> ModelConfig:
-    return ModelConfig(name="tiny-random", hf_id="local/tiny", role=Role.control, family="test",
-                       weights=WeightsConfig(source="local", path=str(path)), think_start=None, think_end=None, **kw)
-
 
 def test_chat_model_whose_tokenizer_has_no_chat_template(tiny_model_dir, tmp_path):
     plain = tmp_path / "no-template"
@@ -233,31 +210,12 @@ def test_local_weights_folder_without_config_json(tmp_path):
            "tiny-random.yaml", "not a Hugging Face model folder", "point `weights.path` at the folder")
 
 
-def fake_vllm(monkeypatch, seen=None, max_model_len=None) -> None:
-    """A stand-in `vllm` module: VllmEngine runs its own code, vLLM itself is never started."""
-    import types
-
-    class LLM:
-        def __init__(self, **kwargs):
-            if seen is not None:
-                seen.append(("LLM", kwargs["trust_remote_code"]))
-            self.llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(
-                max_model_len=max_model_len, hf_config=types.SimpleNamespace(eos_token_id=None)))
-
-    vllm = types.ModuleType("vllm")
-    vllm.LLM = LLM
-    platforms = types.ModuleType("vllm.platforms")
-    platforms.current_platform = types.SimpleNamespace(is_cpu=lambda: True)
-    monkeypatch.setitem(sys.modules, "vllm", vllm)
-    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
-    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # VllmEngine sets these; leave no trace
-    monkeypatch.setenv("VLLM_LOGGING_LEVEL", "ERROR")
-
-
-@pytest.mark.parametrize("engine_name", ["transformers", "transformers in its own process", "vllm"])
+@pytest.mark.parametrize("engine_name", ["transformers",
+                                         pytest.param("transformers in its own process", marks=pytest.mark.slow),  # 7 s
+                                         "vllm"])
 def test_prompt_longer_than_the_model_context(tiny_model_dir, tmp_path, monkeypatch, engine_name):
     from cogdistill.config.schema import VllmEngineConfig
-    from cogdistill.engines.base import create_engine
+    from cogdistill.engines.factory import create_engine
 
     cfg = tiny_model(tiny_model_dir)
     weights = resolve_weights(cfg, tmp_path)
@@ -291,12 +249,6 @@ def test_truncated_trace_file_names_the_cut_line(task, tmp_path):
     expect(ReplayError, lambda: replay(path, task), "t.jsonl", "line 6 is not valid JSON", "one JSON object per line")
 
 
-def replay(path, task_, m=None):
-    from cogdistill.traces.replay import load_traces
-
-    return load_traces(path, task_, m or replay_model(), None)
-
-
 @pytest.mark.parametrize("rows, needles", [
     ([counts(i, 5, task="stroop", correct=True) for i in IDS],
      ["no record is for task 'multiplication'", "['stroop']", "select one of them with task=[...]"]),
@@ -312,14 +264,14 @@ def test_bad_replay_records(task, tmp_path, rows, needles):
 
 # --- the openai engine against a scripted server --------------------------------------------
 
-def test_unparseable_server_response(tiny, serve):  # noqa: F811
+def test_unparseable_server_response(tiny, serve):
     server = serve(lambda body, _: ok("<html>502 bad gateway</html>"))
     expect(EngineError, lambda: run(engine_for(tiny, server), requests_for(tiny[2])[:1]),
            "/v1/chat/completions", "not JSON", "Is engine.base_url an OpenAI-compatible API")
 
 
 @pytest.mark.parametrize("status", [429, 503])
-def test_http_storm_is_retried_then_reported(tiny, serve, status):  # noqa: F811
+def test_http_storm_is_retried_then_reported(tiny, serve, status):
     server = serve(lambda body, _: (status, {}, {"error": {"message": "overloaded"}}))
     expect(EngineError, lambda: run(engine_for(tiny, server, max_retries=2), requests_for(tiny[2])[:1]),
            "after 3 attempt(s)", f"HTTP {status}: overloaded", "lower engine.concurrency", "engine.max_retries")

@@ -17,10 +17,10 @@ from cogdistill.config.validate import config_warnings, validate
 from cogdistill.config.overrides import check_overrides
 from cogdistill.traces.replay import ReplayError
 from cogdistill.tasks.sources import DataSourceError, fetch
-from conftest import compose
-from test_bad_inputs import expect, replay
-from test_replay import counts, task, write as write_traces  # noqa: F401 (fixture)
-from test_tasks import mult_config
+from helpers.config import compose
+from helpers.errors import expect
+from helpers.tasks import mult_config
+from helpers.traces import counts, replay, write as write_traces
 
 SECRET = "sk-TESTSECRET0123456789abcdefXYZ"
 
@@ -236,7 +236,7 @@ def test_file_url_inside_the_project_needs_no_opt_in(tmp_path, monkeypatch):
     ("t.parquet", [counts("2x3", 1e30, correct=True)], ["row 1", "`reasoning_tokens` is 1e+30", "more than"]),
     ("t.parquet", [counts("2x3", math.nan, correct=True)], ["row 1", "`reasoning_tokens` is nan"]),
 ])
-def test_replayed_counts_that_are_no_counts(task, tmp_path, name, rows, needles):  # noqa: F811
+def test_replayed_counts_that_are_no_counts(task, tmp_path, name, rows, needles):
     path = write_traces(tmp_path / name, rows)
     expect(ReplayError, lambda: replay(path, task), name, *needles)
 

@@ -9,8 +9,7 @@ import pytest
 from cogdistill.traces.cache import GenerationCache, generation_key
 from cogdistill.engines.base import Generation
 from cogdistill.job import run_job
-from conftest import compose
-from test_pipeline import job_overrides
+from helpers.config import compose, job_overrides
 
 
 def _key(**over):
@@ -99,6 +98,7 @@ def test_a_job_killed_mid_generation_resumes_its_run_and_regenerates_only_the_re
     assert resumed.data.metrics["cache_hits"] == 3 and resumed.data.metrics["cache_misses"] == 3
 
 
+@pytest.mark.slow  # 27 s: the same two-job sweep twice, in subprocesses
 def test_rerunning_an_interrupted_sweep_reuses_its_parent_and_skips_finished_jobs(isolated_env, tiny_pair_conf, mult_mirror):
     from mlflow import MlflowClient
 

@@ -3,19 +3,11 @@ or to a real `mlflow server`: every run under one parent, none twice, all finish
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from test_engine_openai import free_port
-from test_faults import cache_entries, cogdistill, output, single_job, store_runs
+from helpers.procs import cache_entries, cogdistill, output, single_job, store_runs
 
 ARTIFACTS = {"traces/multiplication.parquet", "items/multiplication_items.parquet", "items/multiplication_items.csv",
              "figures/multiplication_scatter.png", "config/config.yaml"}
@@ -41,52 +33,14 @@ def check_sweep(cache: Path):
     assert cache_entries(cache) == 12
 
 
-@pytest.mark.integration  # four model processes at once: among the slowest tests
+@pytest.mark.slow  # four model processes at once: 51 s (the tiny random model: no real component)
 def test_four_parallel_jobs_share_one_sqlite_store_and_one_cache(isolated_env, tiny_conf, mult_mirror):
     proc = cogdistill(parallel_sweep(tiny_conf, mult_mirror), isolated_env, timeout=500)
     assert proc.returncode == 0, output(proc)
     check_sweep(isolated_env / "cache")
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    with serve_mlflow(["server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                       "--artifacts-destination", str(tmp_path / "server-artifacts")],
-                      tmp_path / "mlflow-server.log") as url:
-        yield url
-
-
-@contextlib.contextmanager
-def serve_mlflow(args, log_path: Path, env=None, timeout: float = 120):
-    """`mlflow <args>` (server or ui) with one worker on a free port of 127.0.0.1; yields its URL once
-    /health answers, and stops it and its worker processes (its own session) on exit."""
-    port = free_port()
-    log = open(log_path, "w")
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), *args, "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"mlflow {args[0]} did not start in {timeout:.0f} s"
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+# the `mlflow_server` fixture (tests/conftest.py): a real `mlflow server` (helpers.mlflow_server)
 
 
 @pytest.mark.integration

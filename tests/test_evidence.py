@@ -11,7 +11,7 @@ import pytest
 
 from cogdistill.report import analyses as A
 from cogdistill.stats import correlation as stats
-from conftest import require_r
+from helpers.r import require_r
 
 def rscript(code: str) -> list[float]:
     require_r("metafor")

@@ -7,21 +7,19 @@ regenerates exactly the prompts that had not finished before the fault.
 
 from __future__ import annotations
 
-import collections
-import json
-import os
 import signal
-import subprocess
-import sys
 import threading
-from pathlib import Path
-from typing import List
 
-from test_engine_openai import FakeServer, chat_reply
-from test_pipeline import job_overrides
+import pytest
 
-# Runs cogdistill's command line in this interpreter after `prelude` (fault hooks) has run.
-_MAIN = "\nimport runpy, sys\nsys.argv[0] = 'cogdistill'\nrunpy.run_module('cogdistill', run_name='__main__')\n"
+from helpers.openai_server import FakeServer, chat_reply
+from helpers.procs import cache_entries, cogdistill, output, single_job, store_runs, two_job_sweep
+
+# every test here runs real cogdistill processes twice (the fault, then the re-run): 25-39 s each
+pytestmark = pytest.mark.slow
+
+# Each test runs cogdistill's command line in a fresh interpreter after a `prelude` (one of these fault
+# hooks) has run: helpers.procs.cogdistill(args, cwd, prelude).
 
 # SIGKILL this process once GenerationCache.put has stored its {n}th entry.
 KILL_AFTER_PUT = """
@@ -61,53 +59,6 @@ def log_files(self, files):
     os.kill(os.getpid(), signal.SIGKILL)
 JobRun.log_files = log_files
 """
-
-
-def cogdistill(args: List[str], cwd: Path, prelude: str = "", timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", prelude + _MAIN, *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def output(proc: subprocess.CompletedProcess) -> str:
-    return proc.stdout[-3000:] + proc.stderr[-3000:]
-
-
-def single_job(conf: Path, mirror_sha) -> List[str]:
-    mirror, sha = mirror_sha
-    # one torch thread: the tiny model gains nothing from more, and parallel jobs would oversubscribe the cores
-    return job_overrides(conf, mirror, sha) + ["engine=transformers", "engine.batch_size=1", "engine.threads=1"]
-
-
-def two_job_sweep(conf: Path, mirror_sha, *extra: str) -> List[str]:
-    """Two jobs of 6 prompts each whose generations differ (max_tokens is in the cache key);
-    no comparison report at the end (tests/test_report.py covers it)."""
-    return ["-m", "model.max_tokens=10,12", "analysis.report=false", *single_job(conf, mirror_sha), *extra]
-
-
-def store_runs(expected: int, sweep: bool = False):
-    """All runs of the store, checked: the expected number, all FINISHED, no job logged twice."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(os.environ.get("MLFLOW_TRACKING_URI"))
-    runs = client.search_runs([client.get_experiment_by_name("demo").experiment_id])
-    assert len(runs) == expected, [(r.data.tags.get("cogdistill.kind"), r.info.status) for r in runs]
-    assert {r.info.status for r in runs} == {"FINISHED"}
-    jobs = collections.Counter((r.data.tags["cogdistill.job_key"], r.data.tags.get("mlflow.parentRunId"))
-                               for r in runs if r.data.tags["cogdistill.kind"] == "job")
-    assert set(jobs.values()) == {1}, f"a job logged twice: {jobs}"
-    parents = [r for r in runs if r.data.tags["cogdistill.kind"] == "sweep"]
-    assert len(parents) == (1 if sweep else 0)
-    if sweep:
-        assert {r.data.tags["mlflow.parentRunId"] for r in runs if r not in parents} == {parents[0].info.run_id}
-    return client, runs
-
-
-def cache_entries(cache: Path) -> int:
-    """The number of entries; every one must parse (temporary files are not entries)."""
-    entries = list((cache / "generations").rglob("*.json"))
-    for path in entries:
-        json.loads(path.read_text())
-    return len(entries)
 
 
 def misses(runs, max_tokens: int) -> float:

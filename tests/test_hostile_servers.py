@@ -21,7 +21,8 @@ from cogdistill.engines.base import EngineError, Generation
 from cogdistill.engines.openai_server import OpenAIEngine
 from cogdistill.tasks.scorers import score_integer
 from cogdistill.traces.records import TRACE_SCHEMA, trace_row, traces_frame
-from test_engine_openai import chat_reply, ok, requests_for, run, serve, tiny  # noqa: F401 (fixtures)
+from helpers.models import requests_for
+from helpers.openai_server import chat_reply, ok, run
 
 KEY_ENV = "COGDISTILL_HOSTILE_KEY"
 _rng = random.Random(164)
@@ -39,7 +40,7 @@ def error_text(err: BaseException) -> str:
     return str(err) + repr(err) + "".join(map(str, err.args)) + str(err.__cause__ or "") + str(err.__context__ or "")
 
 
-def make_engine(tiny, server, deadline: Optional[float] = None, **settings) -> OpenAIEngine:  # noqa: F811
+def make_engine(tiny, server, deadline: Optional[float] = None, **settings) -> OpenAIEngine:
     cfg, weights, _ = tiny
     settings.setdefault("backoff_s", 0.01)
     settings.setdefault("backoff_max_s", 0.05)
@@ -51,7 +52,7 @@ def make_engine(tiny, server, deadline: Optional[float] = None, **settings) -> O
     return OpenAIEngine(cfg, weights, config)
 
 
-def one_request(tiny):  # noqa: F811
+def one_request(tiny):
     return requests_for(tiny[2])[:1]
 
 
@@ -157,7 +158,7 @@ def padded(text: str, at: int) -> str:
 @pytest.mark.parametrize("status", [500, 400, 401, 403])
 @pytest.mark.parametrize("at", [0, 100, 250])
 @pytest.mark.parametrize("shape", ["openai", "fastapi", "text"])
-def test_a_key_echoed_in_an_error_body_is_masked_before_it_is_cut(tiny, serve, monkeypatch, caplog,  # noqa: F811
+def test_a_key_echoed_in_an_error_body_is_masked_before_it_is_cut(tiny, serve, monkeypatch, caplog,
                                                                    status, at, shape):
     monkeypatch.setenv(KEY_ENV, KEY)
     message = padded(KEY, at)
@@ -175,7 +176,7 @@ def test_a_key_echoed_in_an_error_body_is_masked_before_it_is_cut(tiny, serve, m
 
 
 @pytest.mark.parametrize("at", [0, 100])
-def test_a_key_echoed_in_a_non_json_200_body_is_masked(tiny, serve, monkeypatch, caplog, at):  # noqa: F811
+def test_a_key_echoed_in_a_non_json_200_body_is_masked(tiny, serve, monkeypatch, caplog, at):
     monkeypatch.setenv(KEY_ENV, KEY)
     server = serve(lambda body, _: ok("<html>" + padded(KEY, at) + "</html>"))
     caplog.set_level(logging.DEBUG, logger=LOGGER)
@@ -184,7 +185,7 @@ def test_a_key_echoed_in_a_non_json_200_body_is_masked(tiny, serve, monkeypatch,
     assert leaked(error_text(err.value)) == [] and leaked(caplog.text) == []
 
 
-def test_a_key_inside_an_httpx_exception_text_is_masked(tiny, raw, monkeypatch, caplog):  # noqa: F811
+def test_a_key_inside_an_httpx_exception_text_is_masked(tiny, raw, monkeypatch, caplog):
     monkeypatch.setenv(KEY_ENV, KEY)
     # h11 quotes a malformed status line in its exception: the key reaches the retry log and the error
     server = raw(lambda body, i: [f"HTTP/1.1 abc {'x' * 200}{KEY}\r\n\r\n".encode()])
@@ -199,7 +200,7 @@ def test_a_key_inside_an_httpx_exception_text_is_masked(tiny, raw, monkeypatch, 
 
 
 @pytest.mark.parametrize("where", ["content", "reasoning_content", "text"])
-def test_a_key_echoed_in_an_answer_never_reaches_the_generation_or_trace(tiny, serve, monkeypatch, where):  # noqa: F811
+def test_a_key_echoed_in_an_answer_never_reaches_the_generation_or_trace(tiny, serve, monkeypatch, where):
     monkeypatch.setenv(KEY_ENV, KEY)
     echo = f"Your key is {KEY[:40]}\n{KEY[40:]}. The answer is 6."
     if where == "text":
@@ -217,7 +218,7 @@ def test_a_key_echoed_in_an_answer_never_reaches_the_generation_or_trace(tiny, s
     assert leaked(repr(row)) == [] and row["correct"]
 
 
-def test_token_ids_that_spell_the_key_are_dropped(tiny, serve, monkeypatch):  # noqa: F811
+def test_token_ids_that_spell_the_key_are_dropped(tiny, serve, monkeypatch):
     _, _, tok = tiny
     monkeypatch.setenv(KEY_ENV, KEY)
     text = f"key {KEY} The answer is 6"
@@ -233,7 +234,7 @@ def test_token_ids_that_spell_the_key_are_dropped(tiny, serve, monkeypatch):  # 
 # --------------------------------------------------------------------------- 3. slow servers and huge bodies
 
 
-def test_a_slow_loris_body_is_cut_at_the_request_deadline(tiny, raw):  # noqa: F811
+def test_a_slow_loris_body_is_cut_at_the_request_deadline(tiny, raw):
     answer = json.dumps(chat_reply(["The answer is 6."])).encode()
     head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(answer)}\r\n"
             "Connection: close\r\n\r\n").encode()
@@ -247,7 +248,7 @@ def test_a_slow_loris_body_is_cut_at_the_request_deadline(tiny, raw):  # noqa: F
     assert "engine.request_deadline_s=2s" in msg and "2 attempt(s)" in msg and len(server.requests) == 2
 
 
-def test_a_slow_loris_header_is_cut_too_and_the_default_deadline_is_timeout_s(tiny, raw):  # noqa: F811
+def test_a_slow_loris_header_is_cut_too_and_the_default_deadline_is_timeout_s(tiny, raw):
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"x" * 1000
     server = raw(lambda body, i: trickle(head, 0.25))
     began = time.monotonic()
@@ -257,14 +258,14 @@ def test_a_slow_loris_header_is_cut_too_and_the_default_deadline_is_timeout_s(ti
     assert "engine.request_deadline_s (unset: engine.timeout_s=1.5s)" in str(err.value)
 
 
-def test_a_bad_deadline_setting_is_refused(tiny, serve):  # noqa: F811
+def test_a_bad_deadline_setting_is_refused(tiny, serve):
     server = serve(lambda body, _: ok(chat_reply(["x"])))
     for bad in (0, -1.0, float("inf"), float("nan"), True, "soon"):
         with pytest.raises(EngineError, match="engine.request_deadline_s"):
             make_engine(tiny, server, deadline=bad)
 
 
-def test_an_announced_huge_body_is_refused_without_reading_it(tiny, raw):  # noqa: F811
+def test_an_announced_huge_body_is_refused_without_reading_it(tiny, raw):
     head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n"
             b"Connection: close\r\n\r\n{")
     server = raw(lambda body, i: [head, 5.0])
@@ -276,7 +277,7 @@ def test_an_announced_huge_body_is_refused_without_reading_it(tiny, raw):  # noq
     assert "10,000,000,000 bytes" in msg and "127.0.0.1" in msg and "max_tokens" in msg
 
 
-def test_an_endless_body_is_cut_at_the_size_cap(tiny, raw):  # noqa: F811
+def test_an_endless_body_is_cut_at_the_size_cap(tiny, raw):
     def endless(body, i):
         yield b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"choices\": [\""
         for _ in range(64):  # 64 MiB, unless the client stops reading first
@@ -291,7 +292,7 @@ def test_an_endless_body_is_cut_at_the_size_cap(tiny, raw):  # noqa: F811
 # --------------------------------------------------------------------------- 4. overlong answers
 
 
-def test_an_answer_longer_than_max_tokens_allows_is_refused_before_tokenizing(tiny, serve):  # noqa: F811
+def test_an_answer_longer_than_max_tokens_allows_is_refused_before_tokenizing(tiny, serve):
     huge = "a " * 2_097_155  # 4,194,310 tokens of the kind a lying server sent, with usage saying 5
     server = serve(lambda body, _: ok(chat_reply([huge], usage={"prompt_tokens": 7, "completion_tokens": 5})))
     began = time.monotonic()
@@ -303,7 +304,7 @@ def test_an_answer_longer_than_max_tokens_allows_is_refused_before_tokenizing(ti
     assert "max_tokens=32" in msg and "honours `max_tokens`" in msg
 
 
-def test_more_token_ids_than_max_tokens_are_refused(tiny, serve):  # noqa: F811
+def test_more_token_ids_than_max_tokens_are_refused(tiny, serve):
     _, _, tok = tiny
     ids = tok.encode("2 x 3 = 6. " * 20)
     server = serve(lambda body, _: ok({"choices": [{"index": 0, "text": "x", "token_ids": ids,
@@ -312,7 +313,7 @@ def test_more_token_ids_than_max_tokens_are_refused(tiny, serve):  # noqa: F811
         run(make_engine(tiny, server, api="completions", request_token_ids=True), one_request(tiny), max_tokens=8)
 
 
-def test_a_server_count_over_max_tokens_is_kept_warned_and_compared(tiny, serve, caplog):  # noqa: F811
+def test_a_server_count_over_max_tokens_is_kept_warned_and_compared(tiny, serve, caplog):
     _, _, tok = tiny
     usage = {"prompt_tokens": 7, "completion_tokens": 40, "completion_tokens_details": {"reasoning_tokens": 30}}
     server = serve(lambda body, _: ok(chat_reply(["The answer is 6."], usage=usage)))
@@ -380,7 +381,7 @@ def test_new_trace_columns_are_in_the_schema():
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "-3", '"5"', "1e400", "2.5", "true"])
-def test_broken_usage_is_ignored_and_counted_ourselves(tiny, serve, caplog, value):  # noqa: F811
+def test_broken_usage_is_ignored_and_counted_ourselves(tiny, serve, caplog, value):
     _, _, tok = tiny
     body = ('{"choices": [{"index": 0, "message": {"role": "assistant", "content": "The answer is 6."}, '
             '"finish_reason": "stop"}], "usage": {"prompt_tokens": 7, "completion_tokens": ' + value + "}}")
@@ -394,7 +395,7 @@ def test_broken_usage_is_ignored_and_counted_ourselves(tiny, serve, caplog, valu
     assert caplog.text.count("not a count") == 1  # said once per engine, not per request
 
 
-def test_integral_float_usage_is_accepted(tiny, serve):  # noqa: F811
+def test_integral_float_usage_is_accepted(tiny, serve):
     server = serve(lambda _, __: ok(chat_reply(["6"], usage={"prompt_tokens": 7.0, "completion_tokens": 2.0})))
     (gen,) = run(make_engine(tiny, server), one_request(tiny))[0]
     assert gen.usage == {"prompt_tokens": 7, "completion_tokens": 2} and gen.prompt_tokens == 7
@@ -404,7 +405,7 @@ def test_integral_float_usage_is_accepted(tiny, serve):  # noqa: F811
 
 
 @pytest.mark.parametrize("content_type", ["text/event-stream; charset=utf-8", "application/json"])
-def test_a_server_that_answers_with_a_stream_is_named(tiny, raw, content_type):  # noqa: F811
+def test_a_server_that_answers_with_a_stream_is_named(tiny, raw, content_type):
     chunk = {"choices": [{"index": 0, "delta": {"content": "6"}}]}
     events = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
     server = raw(lambda body, i: [http(events, content_type=content_type)])
@@ -417,7 +418,7 @@ def test_a_server_that_answers_with_a_stream_is_named(tiny, raw, content_type): 
 
 @pytest.mark.parametrize("message", ["stream must be true for this endpoint", "Streaming is required",
                                      "This server only supports streaming responses"])
-def test_a_server_that_requires_streaming_is_named(tiny, serve, message):  # noqa: F811
+def test_a_server_that_requires_streaming_is_named(tiny, serve, message):
     server = serve(lambda body, _: (400, {}, {"error": {"message": message}}))
     with pytest.raises(EngineError) as err:
         run(make_engine(tiny, server, extra_body={"stream": True}), one_request(tiny))
@@ -426,7 +427,7 @@ def test_a_server_that_requires_streaming_is_named(tiny, serve, message):  # noq
     assert "remove `stream` from engine.extra_body" in msg
 
 
-def test_a_400_that_merely_mentions_streams_gets_no_streaming_hint(tiny, serve):  # noqa: F811
+def test_a_400_that_merely_mentions_streams_gets_no_streaming_hint(tiny, serve):
     server = serve(lambda body, _: (400, {}, {"error": {"message": "stream_options is not supported"}}))
     with pytest.raises(EngineError) as err:
         run(make_engine(tiny, server), one_request(tiny))
@@ -436,7 +437,7 @@ def test_a_400_that_merely_mentions_streams_gets_no_streaming_hint(tiny, serve):
 # --------------------------------------------------------------------------- 7. broken answers are EngineErrors
 
 
-def test_a_connection_closed_mid_body_is_retried_then_an_engine_error(tiny, raw):  # noqa: F811
+def test_a_connection_closed_mid_body_is_retried_then_an_engine_error(tiny, raw):
     answer = http(chat_reply(["The answer is 6."]))
     server = raw(lambda body, i: [answer[:len(answer) - 20]])  # then the server hangs up
     with pytest.raises(EngineError) as err:
@@ -444,13 +445,13 @@ def test_a_connection_closed_mid_body_is_retried_then_an_engine_error(tiny, raw)
     assert "RemoteProtocolError" in str(err.value) and "2 attempt(s)" in str(err.value)
 
 
-def test_invalid_utf8_is_an_engine_error(tiny, raw):  # noqa: F811
+def test_invalid_utf8_is_an_engine_error(tiny, raw):
     server = raw(lambda body, i: [http(b'{"choices": [{"index": 0, "message": {"content": "\xff\xfe 6"}}]}')])
     with pytest.raises(EngineError, match="not valid UTF-8"):
         run(make_engine(tiny, server), one_request(tiny))
 
 
-def test_bad_gzip_is_an_engine_error(tiny, raw):  # noqa: F811
+def test_bad_gzip_is_an_engine_error(tiny, raw):
     server = raw(lambda body, i: [http(b"this is not gzip", headers=["Content-Encoding: gzip"])])
     with pytest.raises(EngineError, match="DecodingError"):
         run(make_engine(tiny, server, max_retries=0), one_request(tiny))
@@ -467,21 +468,21 @@ def test_bad_gzip_is_an_engine_error(tiny, raw):  # noqa: F811
     ('{"choices": [{"index": 0, "message": {"content": "' + "9" * 5000 + '"}}], "usage": {"prompt_tokens": '
      + "9" * 5000 + "}}", "not JSON"),  # an integer past Python's int() digit limit
 ])
-def test_malformed_answers_are_engine_errors(tiny, serve, reply, problem):  # noqa: F811
+def test_malformed_answers_are_engine_errors(tiny, serve, reply, problem):
     server = serve(lambda body, _: ok(reply))
     with pytest.raises(EngineError) as err:
         run(make_engine(tiny, server), one_request(tiny))
     assert problem in str(err.value) and len(str(err.value)) < 1000
 
 
-def test_token_ids_outside_the_vocabulary_are_an_engine_error(tiny, serve):  # noqa: F811
+def test_token_ids_outside_the_vocabulary_are_an_engine_error(tiny, serve):
     server = serve(lambda body, _: ok({"choices": [{"index": 0, "text": "6", "token_ids": [3, 10 ** 30],
                                                     "finish_reason": "stop"}]}))
     with pytest.raises(EngineError, match="outside the tokenizer's vocabulary"):
         run(make_engine(tiny, server, api="completions", request_token_ids=True), one_request(tiny))
 
 
-def test_a_non_finite_retry_after_falls_back_to_our_backoff(tiny, serve):  # noqa: F811
+def test_a_non_finite_retry_after_falls_back_to_our_backoff(tiny, serve):
     def script(body, earlier):
         if earlier == 0:
             return 429, {"Retry-After": "nan"}, {"error": {"message": "slow down"}}
@@ -492,7 +493,7 @@ def test_a_non_finite_retry_after_falls_back_to_our_backoff(tiny, serve):  # noq
     assert out[0][0].text == "6" and len(server.seen) == 2
 
 
-def test_the_url_in_errors_carries_no_credentials(tiny, serve):  # noqa: F811
+def test_the_url_in_errors_carries_no_credentials(tiny, serve):
     server = serve(lambda body, _: (400, {}, {"error": {"message": "bad"}}))
     cfg, weights, _ = tiny
     host = server.base_url.split("//", 1)[1]
@@ -503,7 +504,7 @@ def test_the_url_in_errors_carries_no_credentials(tiny, serve):  # noqa: F811
     assert "hunter2pass" not in str(err.value) and "HTTP 400" in str(err.value)
 
 
-def test_generations_come_back_whole_from_a_fine_server(tiny, serve):  # noqa: F811
+def test_generations_come_back_whole_from_a_fine_server(tiny, serve):
     """The hardening leaves a well-behaved answer as it was."""
     usage = {"prompt_tokens": 7, "completion_tokens": 6}
     server = serve(lambda body, _: ok(chat_reply(["The answer is 6."], usage=usage)))
@@ -518,9 +519,8 @@ def test_a_job_flags_counts_that_disagree_with_the_server_in_its_summary_and_met
     from mlflow import MlflowClient
 
     from cogdistill.job import run_job
-    from conftest import compose
-    from test_engine_openai import FakeServer
-    from test_pipeline import job_overrides
+    from helpers.config import compose, job_overrides
+    from helpers.openai_server import FakeServer
 
     usage = {"prompt_tokens": 7, "completion_tokens": 50}
     server = FakeServer(lambda body, _seen: (200, {}, chat_reply(["The answer is 6"], usage=usage)))

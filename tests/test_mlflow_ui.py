@@ -12,6 +12,7 @@ Needs Chromium and chromedriver (Debian: `apt-get install chromium chromium-driv
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -21,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from cogdistill.report.synthetic import simulate
-from test_concurrency import serve_mlflow
-from test_report import replay_sweep
+from helpers.mlflow_server import serve_mlflow
+from helpers.report import replay_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +35,21 @@ CHROMEDRIVER = shutil.which("chromedriver")
 VIEWPORT = (1400, 900)
 
 
+def updating_docs() -> bool:
+    """Only `make ui-screenshots` sets COGDISTILL_UPDATE_SCREENSHOTS=1: then the pictures also replace
+    docs/mlflow-ui-*.png. Under plain pytest they stay in pytest's tmp_path; nothing in the repo changes."""
+    return os.environ.get("COGDISTILL_UPDATE_SCREENSHOTS") == "1"
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     """Teacher, base, student and control over 2 tasks x 60 items, replayed as one `-m` sweep."""
+    # retaking the README's pictures (make ui-screenshots) without a browser is a failure, not a skip
+    missing = pytest.fail if updating_docs() else pytest.skip
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("needs Chromium and chromedriver (Debian: apt-get install chromium chromium-driver)")
-    pytest.importorskip("selenium", reason="needs selenium (pip install -e '.[dev]')")
+        missing("needs Chromium and chromedriver (Debian: apt-get install chromium chromium-driver)")
+    if importlib.util.find_spec("selenium") is None:
+        missing("needs selenium (pip install -e '.[dev]')")
     from mlflow import MlflowClient
 
     root = tmp_path_factory.mktemp("ui-sweep")
@@ -163,7 +173,7 @@ def screenshot(driver, shots: Path, name: str) -> Path:
     out = shots / f"{name}.png"
     driver.save_screenshot(str(out))
     assert out.read_bytes()[:4] == b"\x89PNG"
-    if os.environ.get("COGDISTILL_UPDATE_SCREENSHOTS") == "1":
+    if updating_docs():
         DOCS.mkdir(exist_ok=True)
         shutil.copyfile(out, DOCS / out.name)
     return out

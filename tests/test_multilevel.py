@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 
 from cogdistill.report import multilevel as ml
-from conftest import require_r
+from helpers.r import require_r
 
 RTOL, RTOL_VC = 1e-4, 1e-3
 
@@ -180,6 +180,8 @@ def test_role_contrasts_degenerate_inputs_never_raise():
     _assert_undefined(res)
     # identical r everywhere, r = +-1 (clipped)
     flat = ml.role_contrasts(cells.with_columns(r=pl.lit(1.0)))
+    # every role of the cells gets an estimate (checked by name: an empty dict would pass all() vacuously)
+    assert sorted(flat["roles"]) == sorted(set(cells["role"]))
     assert all(math.isfinite(v["estimate"]) for v in flat["roles"].values())
 
 

@@ -33,7 +33,9 @@ from cogdistill.stats.reliability import (
 )
 from cogdistill.tasks.load import load_task
 from cogdistill.tasks.item_table import TRIAL_SCHEMA, TaskDataError
-from conftest import compose, real_mirror, require_r
+from helpers.config import compose
+from helpers.data import real_mirror
+from helpers.r import require_r
 
 KEYS = {"reliability", "median", "sd", "ci_low", "ci_high", "r_half", "n_splits_used", "n_participants",
         "n_items", "note"}

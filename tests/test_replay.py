@@ -3,45 +3,20 @@
 import json
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from cogdistill.stats import correlation as stats
-from cogdistill.config.schema import ModelConfig, Role
 from cogdistill.engines.base import Generation
 from cogdistill.traces.replay import ReplayError, load_traces
 from cogdistill.tasks.load import load_task
 from cogdistill.traces.records import TRACE_SCHEMA, trace_row, traces_frame
-from test_tasks import mult_config
-from test_traces import CharTokenizer
+from helpers.tasks import mult_config
+from helpers.traces import IDS, CharTokenizer, counts, model, write
 
 TOK = CharTokenizer()
 COSTS = ["reasoning_tokens", "answer_tokens", "total_tokens", "censored", "correct"]
-IDS = ["2x3", "3x4", "4x6", "6x7", "7x8", "8x9"]  # the mult_mirror items, sorted
 TARGETS = dict(zip(IDS, ["6", "12", "24", "42", "56", "72"]))
-
-
-@pytest.fixture
-def task(mult_mirror, tmp_path):
-    mirror, sha = mult_mirror
-    return load_task(mult_config(sha), mirror=str(mirror), cache=tmp_path / "cache", timeout_s=1)
-
-
-def model(name="m1", think=True) -> ModelConfig:
-    return ModelConfig(name=name, hf_id=f"local/{name}", role=Role.control, family="test",
-                       think_start="<think>" if think else None, think_end="</think>" if think else None)
-
-
-def write(path: Path, rows) -> Path:
-    if path.suffix == ".parquet":
-        pl.DataFrame(rows).write_parquet(path)
-    else:
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def counts(item, r, a=3, **kw):
-    return {"item_id": item, "reasoning_tokens": r, "answer_tokens": a, **kw}
+# the `task` fixture (tests/conftest.py): the multiplication task over mult_mirror, items IDS
 
 
 def load(path, *, m=None, tok=TOK, task_=None):

@@ -11,8 +11,10 @@ import polars as pl
 import pytest
 
 from cogdistill.report import build, write_report
-from cogdistill.report.study import Study, StudyError, from_folder, from_mlflow
-from cogdistill.report.synthetic import Truth, simulate, write_replay_inputs
+from cogdistill.report.folder import from_folder
+from cogdistill.report.study import Study, StudyError, from_mlflow
+from cogdistill.report.synthetic import Truth, simulate
+from helpers.report import replay_sweep
 
 TRUTH = Truth()
 SAMPLES = 2
@@ -28,22 +30,6 @@ def replayed_sweep(tmp_path_factory):
     return {"root": root, "env": env, "study": study, "stdout": stdout, "uri": env["MLFLOW_TRACKING_URI"]}
 
 
-def replay_sweep(root: Path, study, name: str, bootstrap: int, timeout: float = 900):
-    """Replays a simulated study as one `-m` sweep (experiment `name`) into a fresh MLflow store
-    under root; returns the sweep's environment (its MLFLOW_TRACKING_URI names the store) and stdout."""
-    inputs = write_replay_inputs(study, root / "inputs")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'store' / 'mlflow.db'}",
-           "COGDISTILL_CACHE_DIR": str(root / "cache"), "COGDISTILL_OUTPUT_DIR": str(root / "outputs")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "cogdistill", "-m", "engine=replay", f"engine.path={inputs.traces}",
-         f"model={','.join(inputs.models)}", f"task=[{','.join(inputs.tasks)}]",
-         f"hydra.searchpath=[file://{inputs.conf_dir}]", f"data.mirror={inputs.mirror}",
-         f"analysis.bootstrap={bootstrap}", f"study={name}"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return env, proc.stdout
-
-
 def parent_run(uri):
     from mlflow import MlflowClient
 
@@ -53,6 +39,7 @@ def parent_run(uri):
     return client, parent
 
 
+@pytest.mark.slow  # replayed_sweep: a 3 x 300-item replay sweep, 20 s
 def test_the_sweeps_report_recovers_the_simulated_ground_truth(replayed_sweep):
     client, parent = parent_run(replayed_sweep["uri"])
     report = json.loads(Path(client.download_artifacts(parent.info.run_id, "report/report.json")).read_text())
@@ -109,6 +96,7 @@ def test_the_sweeps_report_recovers_the_simulated_ground_truth(replayed_sweep):
     assert {c["model"] for c in report["correct_only"]} == {"teacher-0", "base-0", "student-0", "control-3"}
 
 
+@pytest.mark.slow  # replayed_sweep (20 s)
 def test_the_parent_run_shows_the_report_in_the_mlflow_ui(replayed_sweep):
     client, parent = parent_run(replayed_sweep["uri"])
     metrics = parent.data.metrics
@@ -127,6 +115,7 @@ def test_the_parent_run_shows_the_report_in_the_mlflow_ui(replayed_sweep):
     assert "Collapse and negative transfer" in replayed_sweep["stdout"]  # the rich tables, in the terminal
 
 
+@pytest.mark.slow  # replayed_sweep (20 s) + 8 s
 def test_the_cli_rebuilds_the_same_report_from_mlflow_and_from_the_saved_study(replayed_sweep, tmp_path):
     client, parent = parent_run(replayed_sweep["uri"])
     logged = json.loads(Path(client.download_artifacts(parent.info.run_id, "report/report.json")).read_text())
@@ -143,6 +132,7 @@ def test_the_cli_rebuilds_the_same_report_from_mlflow_and_from_the_saved_study(r
     assert json.loads((tmp_path / "b" / "report.json").read_text())["families"] == logged["families"]
 
 
+@pytest.mark.slow  # replayed_sweep (20 s)
 def test_from_mlflow_takes_each_models_newest_finished_run(replayed_sweep):
     study = from_mlflow(replayed_sweep["uri"], "synthetic")
     assert sorted(study.models["model"]) == ["base-0", "control-3", "student-0", "teacher-0"]

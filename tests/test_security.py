@@ -18,12 +18,12 @@ from cogdistill.traces.replay import ReplayError
 from cogdistill.tasks.load import load_task
 from cogdistill.tasks.sources import DataSourceError, fetch
 from cogdistill.engines.weights import WeightsError, resolve_weights
-from conftest import compose
-from test_bad_inputs import expect, fake_vllm, replay, tiny_model
-from test_engine_openai import FakeServer, chat_reply, user_prompt
-from test_replay import task  # noqa: F401 (fixture)
-from test_task_arc_generic import sha, write
-from test_tasks import mult_config
+from helpers.config import compose
+from helpers.errors import expect
+from helpers.models import fake_vllm, model_cfg as tiny_model
+from helpers.openai_server import FakeServer, chat_reply, user_prompt
+from helpers.tasks import mult_config, sha, write
+from helpers.traces import replay
 
 SECRET = "sk-test-SECRET123"
 
@@ -35,6 +35,7 @@ def files_holding(root: Path, needle: bytes):
 
 
 @pytest.mark.parametrize("reply", ["answers", "401 echoing the key"])
+@pytest.mark.slow  # 10-13 s per case: a real job in a subprocess
 def test_api_key_is_in_no_param_tag_metric_artifact_or_saved_config(isolated_env, tiny_conf, mult_mirror,
                                                                    monkeypatch, reply):
     from mlflow import MlflowClient
@@ -98,7 +99,12 @@ def test_no_code_path_hardcodes_trust_remote_code():
                     calls += 1
                     assert isinstance(kw.value, ast.Attribute) and kw.value.attr == "trust_remote_code", \
                         f"{path}:{node.lineno} sets trust_remote_code to something other than the model's"
-    assert calls >= 6  # transformers (2), vllm (2), openai tokenizer, prompts
+    assert calls >= 3  # transformers' model, vLLM's LLM, and the one tokenizer loader every engine shares
+    # ... which every engine uses: none loads a tokenizer of its own (engines/tokenizer.py: load_tokenizer)
+    engines = ["hf_transformers.py", "vllm_engine.py", "openai_server.py"]
+    own = [name for name in engines if "AutoTokenizer" in (REPO_ROOT / "cogdistill" / "engines" / name).read_text()]
+    assert own == [] and all("load_tokenizer" in (REPO_ROOT / "cogdistill" / "engines" / name).read_text()
+                             for name in engines), own
 
 
 @pytest.mark.parametrize("trust", [False, True])
@@ -113,15 +119,23 @@ def test_engines_pass_the_models_setting_through(tiny_model_dir, tmp_path, monke
 
     seen = []
 
+    depth = [0]  # AutoTokenizer calls a tokenizer class's from_pretrained itself: record the outer call only
+
     def recording(cls):
         original = cls.from_pretrained.__func__
 
         def wrapper(klass, *args, **kwargs):
-            seen.append((cls.__name__, kwargs.get("trust_remote_code", False)))
-            return original(klass, *args, **kwargs)
+            if depth[0] == 0:
+                seen.append((cls.__name__, kwargs.get("trust_remote_code", False)))
+            depth[0] += 1
+            try:
+                return original(klass, *args, **kwargs)
+            finally:
+                depth[0] -= 1
         monkeypatch.setattr(cls, "from_pretrained", classmethod(wrapper))
 
     recording(transformers.AutoTokenizer)
+    recording(transformers.PreTrainedTokenizerFast)  # the loader's fast path: never runs remote code
     recording(transformers.AutoModelForCausalLM)
 
     fake_vllm(monkeypatch, seen)
@@ -135,7 +149,12 @@ def test_engines_pass_the_models_setting_through(tiny_model_dir, tmp_path, monke
     server._tokenizer()
     server.close()
     names = {name for name, _ in seen}
-    assert {"AutoTokenizer", "AutoModelForCausalLM", "LLM"} <= names
+    # remote code can only come through AutoTokenizer, which gets the model's setting; without it a
+    # folder with tokenizer.json loads through PreTrainedTokenizerFast, which runs none
+    fast = transformers.PreTrainedTokenizerFast.__name__  # TokenizersBackend in transformers 5
+    assert {"AutoTokenizer" if trust else fast, "AutoModelForCausalLM", "LLM"} <= names
+    tokenizer_loads = [name for name, _ in seen if name in ("AutoTokenizer", fast)]
+    assert len(tokenizer_loads) == 4, seen  # ModelTokenizer, transformers, vLLM and the server engine each load one
     assert all(value is trust for _, value in seen), seen
 
 

@@ -9,14 +9,15 @@ import signal
 
 import pytest
 
-from conftest import real_mirror
-from procs import SLOW_PUTS, descendants, entries, finish, runs_by_kind, slow_env, start, survivors, wait_for
-from test_faults import cogdistill, output, single_job, two_job_sweep
+from helpers.data import real_mirror
+from helpers.procs import (SLOW_PUTS, cogdistill, descendants, entries, finish, output, runs_by_kind, single_job,
+                           slow_env, start, survivors, two_job_sweep, wait_for)
 
 CODES = {signal.SIGTERM: 143, signal.SIGINT: 130, signal.SIGHUP: 129}
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"])
+@pytest.mark.slow  # 29-33 s per signal
 def test_a_signalled_job_ends_killed_keeps_its_generations_and_resumes(isolated_env, tiny_conf, mult_mirror, sig):
     args = single_job(tiny_conf, mult_mirror)
     cache = isolated_env / "cache"
@@ -39,6 +40,7 @@ def test_a_signalled_job_ends_killed_keeps_its_generations_and_resumes(isolated_
     assert run.data.metrics["cache_hits"] == kept and run.data.metrics["cache_misses"] == 6 - kept
 
 
+@pytest.mark.slow  # 55 s
 def test_sigterm_on_a_local_launcher_sweep_stops_every_job_process(isolated_env, tiny_conf, mult_mirror):
     args = two_job_sweep(tiny_conf, mult_mirror, "hydra/launcher=local", "hydra.launcher.max_parallel=2")
     cache = isolated_env / "cache"
@@ -88,6 +90,7 @@ def test_sigterm_on_a_vllm_job_leaves_no_engine_process(isolated_env):
     assert entries(cache) >= 1  # what vLLM finished is kept
 
 
+@pytest.mark.slow  # 7 s: SIGKILL of a process tree
 def test_an_engine_process_dies_with_its_job_even_on_sigkill(tiny_model_dir):
     """PR_SET_PDEATHSIG: a parent killed without any clean-up still takes its engine process along."""
     import subprocess
@@ -98,7 +101,7 @@ def test_an_engine_process_dies_with_its_job_even_on_sigkill(tiny_model_dir):
         "from cogdistill.engines.isolated import IsolatedEngine\n"
         "from cogdistill.config.schema import TransformersEngineConfig\n"
         "from cogdistill.engines.weights import resolve_weights\n"
-        "from test_engine_transformers import model_cfg\n"
+        "from helpers.models import model_cfg\n"
         "from pathlib import Path\n"
         f"cfg = model_cfg(Path({str(tiny_model_dir)!r}))\n"
         f"engine = IsolatedEngine('transformers', cfg, resolve_weights(cfg, Path({str(tiny_model_dir)!r})), "

@@ -13,9 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from procs import entries, finish, runs_by_kind, slow_env, start, wait_for
-from test_concurrency import mlflow_server  # noqa: F401 (fixture)
-from test_faults import cogdistill, output, single_job
+from helpers.procs import cogdistill, entries, finish, output, runs_by_kind, single_job, slow_env, start, wait_for
 
 
 @pytest.fixture
@@ -57,7 +55,8 @@ def one_error_line(proc, *needles):
     return out
 
 
-@pytest.mark.parametrize("store", ["sqlite", "server"])
+@pytest.mark.parametrize("store", [pytest.param("sqlite", marks=pytest.mark.slow),  # 25 s
+                                   pytest.param("server", marks=pytest.mark.integration)])  # a real `mlflow server`, 52 s
 def test_two_identical_jobs_started_together_never_share_a_run(isolated_env, tiny_conf, mult_mirror, store,
                                                                request):
     env = slow_env(isolated_env / "site", 0.5)
@@ -76,6 +75,7 @@ def test_two_identical_jobs_started_together_never_share_a_run(isolated_env, tin
     assert entries(isolated_env / "cache") == 6
 
 
+@pytest.mark.slow  # 32 s
 def test_a_running_job_is_not_adopted_but_a_dead_ones_run_is(isolated_env, tiny_conf, mult_mirror):
     """Started one after the other: the second stops while the first runs; after the first is
     SIGKILLed (no clean-up, its run stays RUNNING), a new start resumes that very run."""
@@ -129,6 +129,7 @@ def test_a_tracking_server_that_is_not_there_fails_in_seconds(isolated_env, tiny
     assert time.monotonic() - began < 60
 
 
+@pytest.mark.slow  # 13 s
 def test_a_tracking_server_that_accepts_but_never_answers_fails_in_seconds(isolated_env, tiny_conf, mult_mirror,
                                                                            monkeypatch):
     with socket.socket() as silent:  # listens (the kernel completes the handshake) and never answers
@@ -141,6 +142,7 @@ def test_a_tracking_server_that_accepts_but_never_answers_fails_in_seconds(isola
     assert time.monotonic() - began < 60
 
 
+@pytest.mark.slow  # 19 s
 def test_a_read_only_store(isolated_env, tiny_conf, mult_mirror, tmpfs, monkeypatch):
     store = tmpfs("store")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
@@ -151,6 +153,7 @@ def test_a_read_only_store(isolated_env, tiny_conf, mult_mirror, tmpfs, monkeypa
     one_error_line(proc, "MLflow store", "read-only", "MLFLOW_TRACKING_URI")
 
 
+@pytest.mark.slow  # 25 s
 def test_a_full_artifact_store(isolated_env, tiny_conf, mult_mirror, tmpfs):
     artifacts = tmpfs("artifacts")
     fill(artifacts)
@@ -173,6 +176,7 @@ def test_a_full_hydra_output_folder(isolated_env, tiny_conf, mult_mirror, tmpfs,
     one_error_line(proc, "no space left on the device", "COGDISTILL_OUTPUT_DIR")
 
 
+@pytest.mark.slow  # 17 s
 def test_a_full_store(isolated_env, tiny_conf, mult_mirror, tmpfs, monkeypatch):
     store = tmpfs("store", "8m")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")

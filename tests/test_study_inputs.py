@@ -19,10 +19,10 @@ from cogdistill.config.schema import ModelConfig, Role
 from cogdistill.errors import CogdistillError
 from cogdistill.traces.replay import ReplayError, load_traces
 from cogdistill.report.__main__ import load as cli_load, parse as cli_parse
-from cogdistill.report.study import (ROLES, TRACE_COLUMNS, TRIAL_COLUMNS, Study, StudyError, from_folder,
-                                     from_mlflow)
+from cogdistill.report.folder import from_folder
+from cogdistill.report.study import ROLES, TRACE_COLUMNS, TRIAL_COLUMNS, Study, StudyError, from_mlflow
 from cogdistill.report.synthetic import simulate
-from cogdistill.tasks.scorers import get_scorer
+from cogdistill.registry import SCORERS
 
 
 def expect(fn, *needles: str) -> str:
@@ -351,7 +351,7 @@ def zero_task():
     items = pl.DataFrame({"item_id": ["07", "08", "10"], "target": ["7", "8", "10"]})
     return SimpleNamespace(name="zeros", items=items, config=SimpleNamespace(max_items=None),
                            prompts=lambda: ["seven", "eight", "ten"],
-                           score=lambda text, target: get_scorer("integer")(text, target))
+                           score=lambda text, target: SCORERS.load("integer")(text, target))
 
 
 def replay_model():

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from procs import runs_by_kind
-from test_faults import cogdistill, output, single_job
+from helpers.procs import cogdistill, output, runs_by_kind, single_job
 
 
 def _models(conf, extra: dict) -> None:
@@ -23,6 +22,7 @@ def _sweep(conf, mirror, models: str, *extra: str):
 
 
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=local"]], ids=["basic", "local"])
+@pytest.mark.slow  # 20-33 s per launcher
 def test_a_failing_job_does_not_stop_the_others(isolated_env, tiny_conf, mult_mirror, launcher):
     """The middle job's weights folder is gone at run time (its config is valid): jobs 0 and 2 still run."""
     text = (tiny_conf / "model" / "tiny-random.yaml").read_text()
@@ -69,6 +69,7 @@ def test_bad_jobs_are_all_named_before_any_job_starts(isolated_env, tiny_conf, m
     assert not (isolated_env / "cache" / "generations").exists()
 
 
+@pytest.mark.slow  # 25 s
 def test_a_sweep_of_good_jobs_exits_0_and_its_parent_is_finished(isolated_env, tiny_conf, mult_mirror):
     _models(tiny_conf, {"tiny-random-b": None})
     proc = cogdistill(_sweep(tiny_conf, mult_mirror, "tiny-random,tiny-random-b", "hydra/launcher=local"),

@@ -1,7 +1,6 @@
 """ARC (H-ARC stimuli, optional OSF human file) and the generic bring-your-own-data task."""
 
 import csv
-import hashlib
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,19 +9,17 @@ from typing import Dict
 import pytest
 from omegaconf import OmegaConf
 
-from cogdistill.config.schema import DifficultyConfig, SourceConfig, TaskConfig
+from cogdistill.config.schema import TaskConfig
 from cogdistill.config.validate import validate
 from cogdistill.tasks.load import load_task
 from cogdistill.tasks.arc import score_grid
 from cogdistill.tasks.item_table import ITEM_COLUMNS, TaskDataError
-from conftest import REPO, compose, real_mirror
+from helpers.config import compose
+from helpers.data import REPO, real_mirror
+from helpers.tasks import generic_cfg, sha, write
 
 ARC_HEADER = ("task_type,task_number,task_name,example_type,example_number,input_height,input_width,"
               "output_height,output_width,input_filename,output_filename,input_grid,output_grid")
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def task_cfg(path: Path, **kw) -> TaskConfig:
@@ -217,19 +214,6 @@ def test_byo_example_config_loads_the_synthetic_file_through_the_mirror(tmp_path
         assert got["accuracy"] == float(want["accuracy"]) and got["n_trials"] == int(want["n_trials"])
     assert task.prompts()[0].startswith("What is 12 + 15?")
     assert task.score("12 + 15 = 27\nAnswer: 27", "27").correct
-
-
-def generic_cfg(path: Path, cls=TaskConfig, measure="mean_rt", url=None, **kw) -> TaskConfig:
-    return cls(name="mine", kind="generic", prompt=kw.pop("prompt", "{question}"), scorer="integer",
-               sources={"items": SourceConfig(url=url or "http://127.0.0.1:9/x", sha256=sha(path),
-                                              mirror_path=path.name)},
-               difficulty=DifficultyConfig(measure=measure, rt_min=kw.pop("rt_min", None)), **kw)
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 TRIALS = """item_id,question,answer,rt_ms,correct

@@ -17,7 +17,7 @@ from cogdistill.tasks.relational import (
 from cogdistill.tasks.spatial import (
     DIRECTIONS, SpatialError, arrangement_consistent, cardinal_answers, linear_models, parse_premises, verify,
 )
-from conftest import real_mirror
+from helpers.data import real_mirror
 
 P = parse_premises
 FOLDER = "ccobra-relational-rt"

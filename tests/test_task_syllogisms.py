@@ -17,7 +17,8 @@ from cogdistill.tasks.syllogism_solver import (
     SYLLOGISMS, encode_conclusion, encode_task, follows, valid_conclusions, valid_table,
 )
 from cogdistill.tasks.syllogisms import render, score_conclusion
-from conftest import compose, real_mirror
+from helpers.config import compose
+from helpers.data import real_mirror
 
 MIRROR = real_mirror()
 needs_mirror = pytest.mark.skipif(

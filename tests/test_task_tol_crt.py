@@ -21,7 +21,7 @@ from cogdistill.tasks.item_table import TaskDataError
 from cogdistill.tasks.tower_of_london import (
     START, apply_move, build_items as build_tol, decode, legal_moves, parse_plan, score_plan, simulate, solve,
 )
-from conftest import real_mirror
+from helpers.data import real_mirror
 
 needs_mirror = pytest.mark.skipif(real_mirror() is None, reason="real human data mirror (../shared/reference-data) absent")
 

@@ -6,21 +6,11 @@ from math import log
 
 import pytest
 
-from cogdistill.config.schema import DifficultyConfig, SourceConfig, TaskConfig
 from cogdistill.tasks.load import load_task
 from cogdistill.tasks.item_table import TaskDataError
 from cogdistill.tasks.sources import DataSourceError
-from conftest import real_mirror
-
-PROMPT = "What is {a} x {b}?"
-
-
-def mult_config(sha: str, **kw) -> TaskConfig:
-    return TaskConfig(
-        name="multiplication", kind="multiplication", prompt=kw.pop("prompt", PROMPT),
-        sources={"trials": SourceConfig(url="http://127.0.0.1:9/unreachable.csv", sha256=sha,
-                                        mirror_path="soh-multiplication/consolidated_mult_data.csv")},
-        difficulty=DifficultyConfig(measure=kw.pop("measure", "mean_rt"), rt_min=0.25, rt_max=60.0), **kw)
+from helpers.data import real_mirror
+from helpers.tasks import mult_config
 
 
 def reference_items(path):

@@ -1,23 +1,11 @@
 """Reasoning/answer split and token counting on hand-written traces."""
 
-from typing import List, Sequence
-
 import pytest
 
 from cogdistill.engines.base import Generation
 from cogdistill.tasks.scorers import score_integer
 from cogdistill.traces.records import split_point, tokens_before, trace_row
-
-
-class CharTokenizer:
-    """One token per character: token counts can be checked by eye."""
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> List[int]:
-        return [ord(c) for c in text]
-
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        return "".join(chr(i) for i in ids)
-
+from helpers.traces import CharTokenizer
 
 TOK = CharTokenizer()
 

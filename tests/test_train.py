@@ -11,7 +11,7 @@ from cogdistill.tasks.item_table import TaskDataError
 from cogdistill.tasks.split import apply_split, is_train_item
 from cogdistill.train.settings import TrainConfig
 from cogdistill.train.dataset import TrainDataError, completion_text
-from conftest import compose
+from helpers.config import compose
 
 TRAIN_ITEMS = {"6x7", "7x8", "8x9"}  # of the mult_mirror's six, sha256(item_id) % 3 == 0
 ALL_ITEMS = {"2x3", "3x4", "4x6", "6x7", "7x8", "8x9"}
@@ -90,6 +90,7 @@ def test_sft_without_teacher_traces_says_which_job_to_run(isolated_env, teacher_
         run_training(cfg, main_overrides(teacher_conf, mult_mirror))
 
 
+@pytest.mark.slow  # 8.3 s: trains
 def test_sft_student_trains_registers_logs_and_is_evaluated_on_heldout_items(isolated_env, teacher_conf, mult_mirror):
     from mlflow import MlflowClient
     from transformers import AutoModelForCausalLM
@@ -136,6 +137,7 @@ def test_sft_student_trains_registers_logs_and_is_evaluated_on_heldout_items(iso
     assert set(traces["item_id"]) == ALL_ITEMS - TRAIN_ITEMS
 
 
+@pytest.mark.slow  # 8.4 s: trains
 def test_grpo_rl_model_trains_one_step_and_registers_with_its_base(isolated_env, tiny_conf, mult_mirror):
     from mlflow import MlflowClient
 
@@ -162,7 +164,7 @@ def test_closed_loop_with_the_real_demo_models(tmp_path, monkeypatch):
 
     from mlflow import MlflowClient
 
-    from conftest import real_mirror
+    from helpers.data import real_mirror
     from cogdistill.train.run import compose_main, run_training
 
     if real_mirror() is None:

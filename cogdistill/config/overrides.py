@@ -25,7 +25,7 @@ import re
 import typing
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from cogdistill.config.schema import CONF_DIR, Config, ConfigError
 from cogdistill.config.validate import ENGINE_SCHEMAS, check_openai_settings
@@ -50,6 +50,27 @@ def check_overrides(args: Sequence[str]) -> None:
     roots = _config_roots(overrides)
     for arg, override in parsed:
         _check_override(arg, override, roots)
+
+
+def split_overrides(args: Sequence[str], own_keys: Set[str]) -> Tuple[Dict[str, Any], List[str]]:
+    """One parser for every command: each argument is read with Hydra's override grammar. Those
+    whose key starts with one of `own_keys` (a command's own settings, e.g. the training keys of
+    cogdistill-train) come back as {dotted key: value}; the rest are overrides of the main config,
+    checked as `cogdistill`'s are."""
+    own: Dict[str, Any] = {}
+    main: List[str] = []
+    for arg in args:
+        override = _parse(arg)
+        key = override.key_or_group
+        if key.split(".", 1)[0] not in own_keys or override.package is not None:
+            main.append(arg)
+            continue
+        if override.is_sweep_override() or override.is_delete() or override.is_add():
+            raise ConfigError(f"command line: `{arg}`: a setting of this command takes one value "
+                              f"(write {key}=<value>, without +, ~ or a sweep).")
+        own[key] = override.value()
+    check_overrides(main)
+    return own, main
 
 
 def _overrides_of(args: Sequence[str]) -> Optional[List[str]]:
@@ -227,7 +248,7 @@ def _check_key(key: str) -> Any:
             close = difflib.get_close_matches(part, sorted(known), n=1)
             hint = f" Did you mean {'.'.join([*parts[:depth], close[0], *parts[depth + 1:]])}=...?" if close else ""
             raise ConfigError(f"command line: `{key}`: '{part}' is not a key of {where} (schemas in "
-                              f"cogdistill/config.py).{hint} Known there: {', '.join(sorted(known))}.")
+                              f"cogdistill/config/schema.py).{hint} Known there: {', '.join(sorted(known))}.")
         node = known[part]
     return node
 

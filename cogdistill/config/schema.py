@@ -163,7 +163,7 @@ class OpenAIEngineConfig:
 @dataclass
 class ReplayEngineConfig:
     name: str = "replay"
-    path: Optional[str] = None  # a parquet or JSONL file of trace records (README: "Replay")
+    path: Optional[str] = None  # a parquet or JSONL file of trace records (docs: Models and engines, "Replay")
 
 
 @dataclass
@@ -187,6 +187,10 @@ class TrackingConfig:
     uri: Optional[str] = None  # None: sqlite:///<repo>/mlruns/mlflow.db (MLFLOW_TRACKING_URI wins)
     artifact_root: Optional[str] = None  # None: <repo>/mlruns/artifacts for a local store
     experiment: Optional[str] = None  # None: the study name
+    # each generation also as an MLflow trace (the run's Traces tab: prompt, reasoning, answer, counts);
+    # the parquet traces are logged either way. Off by default: 5-8 ms a trace on sqlite, +30-40% on a
+    # 717-item job whose generations are cached (benchmarks/trace_logging.py)
+    log_traces: bool = False
 
 
 @dataclass

@@ -18,19 +18,14 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from cogdistill.config.schema import (
-    CONF_DIR, MAX_SAMPLES, MAX_TOKENS_LIMIT, AnalysisConfig, AutoEngineConfig, Config, ConfigError, DataConfig,
-    DryEngineConfig, OpenAIEngineConfig, ReplayEngineConfig, Role, SamplingConfig, TransformersEngineConfig,
+    CONF_DIR, MAX_SAMPLES, MAX_TOKENS_LIMIT, AnalysisConfig, Config, ConfigError, DataConfig,
+    OpenAIEngineConfig, Role, SamplingConfig, TransformersEngineConfig,
     VllmEngineConfig, available, did_you_mean, model_file, plausible_rt_problem,
 )
+from cogdistill.registry import ENGINES, MEASURES, SCORERS, TASK_KINDS, engine_settings_schemas
 
-ENGINE_SCHEMAS: Dict[str, type] = {
-    "auto": AutoEngineConfig,
-    "transformers": TransformersEngineConfig,
-    "vllm": VllmEngineConfig,
-    "openai": OpenAIEngineConfig,
-    "replay": ReplayEngineConfig,
-    "dry": DryEngineConfig,
-}
+# engine name -> settings schema (`auto` included), as the registry's engine specs give them
+ENGINE_SCHEMAS: Dict[str, type] = engine_settings_schemas()
 
 
 def register_schemas() -> None:
@@ -175,7 +170,7 @@ def check_numbers(job: Config, src: Path) -> None:
                            ("engine.", job.engine)]:
         check_bounds(settings_of(section), type(section), where)
     for engine, settings in job.model.engine_kwargs.items():
-        if engine in ENGINE_SCHEMAS:  # an unknown engine here is reported by pipeline.engine_settings
+        if engine in ENGINE_SCHEMAS:  # an unknown engine here is reported by job.engine_settings
             check_bounds(dict(settings), ENGINE_SCHEMAS[engine], f"{src}: engine_kwargs.{engine}.")
     budget = job.model.max_tokens  # checked here, not in BOUNDS: the message names the model file
     if budget < 1:
@@ -216,11 +211,6 @@ def config_warnings(job: Config) -> List[str]:
 
 def validate(cfg: DictConfig) -> Config:
     """Return the typed config, or raise ConfigError saying which file to fix and how."""
-    from cogdistill.engines.base import ENGINES
-    from cogdistill.tasks.load import TASK_KINDS
-    from cogdistill.tasks.item_table import MEASURES
-    from cogdistill.tasks.scorers import SCORERS
-
     job: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     model = job.model
     # names become file names (cache folders, MLflow artifacts): no '/' or '..' may steer them elsewhere

@@ -8,6 +8,7 @@ from typing import List, Sequence
 from cogdistill.config.schema import ModelConfig, SamplingConfig, TransformersEngineConfig
 from cogdistill.engines.base import Generation, OnResult, Request, check_context
 from cogdistill.engines.versions import version_of
+from cogdistill.engines.tokenizer import eos_ids, cut_at_stop_token, load_tokenizer, stop_token_ids
 from cogdistill.engines.weights import ResolvedWeights
 
 
@@ -17,7 +18,7 @@ class TransformersEngine:
     def __init__(self, model: ModelConfig, weights: ResolvedWeights, settings: TransformersEngineConfig):
         import torch
         import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         transformers.utils.logging.disable_progress_bar()
         self.version = version_of(self.name)
@@ -25,9 +26,7 @@ class TransformersEngine:
         self._settings = settings
         if settings.threads:
             torch.set_num_threads(settings.threads)
-        self._tok = AutoTokenizer.from_pretrained(
-            weights.path, revision=weights.revision, trust_remote_code=model.trust_remote_code
-        )
+        self._tok = load_tokenizer(model, weights)
         self._tok.padding_side = "left"  # decoder-only batching: pad on the left
         if self._tok.pad_token_id is None:
             self._tok.pad_token = self._tok.eos_token
@@ -35,9 +34,7 @@ class TransformersEngine:
             weights.path, revision=weights.revision, dtype=getattr(torch, settings.dtype or model.dtype),
             trust_remote_code=model.trust_remote_code,
         ).to(settings.device).eval()
-        eos = self._model.generation_config.eos_token_id
-        eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
-        self._stop_ids = set(eos) | ({self._tok.eos_token_id} if self._tok.eos_token_id is not None else set())
+        self._stop_ids = stop_token_ids(self._tok, weights, eos_ids(self._model.generation_config.eos_token_id))
 
     def generate(self, requests: Sequence[Request], sampling: SamplingConfig, max_tokens: int,
                  on_result: OnResult) -> None:
@@ -73,11 +70,9 @@ class TransformersEngine:
                 on_result(req.index, gens)
 
     def _finish(self, ids: List[int], prompt_tokens: int, max_tokens: int, latency: float) -> Generation:
-        # Cut at the first stop token; what follows is padding from longer rows in the batch.
-        for pos, tok in enumerate(ids):
-            if tok in self._stop_ids:
-                ids, reason = ids[:pos], "stop"
-                break
+        before_stop = cut_at_stop_token(ids, self._stop_ids)
+        if before_stop is not None:
+            ids, reason = before_stop, "stop"
         else:
             reason = "length" if len(ids) >= max_tokens else "stop"
         text = self._tok.decode(ids, skip_special_tokens=True)

@@ -35,14 +35,14 @@ def _worker(name, model, weights, settings, jobs, results) -> None:
     import signal
 
     from cogdistill.console import quiet_third_party
-    from cogdistill.engines.base import load_engine_class
-    from cogdistill.launcher import die_with_parent
+    from cogdistill.registry import ENGINES
+    from cogdistill.exits import die_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(signal.SIGKILL)  # nothing here needs cleaning up: the parent holds every result
     quiet_third_party()
     try:
-        engine = load_engine_class(name)(model, weights, settings)
+        engine = ENGINES.load(name)(model, weights, settings)  # the parent checked it is installed
         results.put(("ready", engine.version))
     except BaseException as exc:
         results.put(("error", _failure(exc)))

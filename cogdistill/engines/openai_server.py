@@ -34,13 +34,13 @@ import re
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Set, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from cogdistill.config.schema import ModelConfig, OpenAIEngineConfig, SamplingConfig
 from cogdistill.engines.base import EngineError, Generation, OnResult, Request
 from cogdistill.engines import http_deadline
-from cogdistill.engines.tokenizer import chat_messages
+from cogdistill.engines.tokenizer import chat_messages, load_tokenizer, stop_token_ids, strip_stop_tokens
 from cogdistill.secrets import mask
 from cogdistill.engines.weights import ResolvedWeights
 
@@ -161,7 +161,7 @@ class OpenAIEngine:
             log.warning("openai engine: this httpx version cannot bound connects and header reads by "
                         "engine.request_deadline_s; only the answer's body is checked against it.")
         self._tok = None  # loaded on first need: prompt counts without usage, EOS ids to strip
-        self._stop_ids: Set[int] = set()
+        self._stop_ids: FrozenSet[int] = frozenset()
         self._tok_lock = threading.Lock()
         self._longest_token: Optional[int] = None
         self._warned: Set[str] = set()
@@ -460,7 +460,7 @@ class OpenAIEngine:
             text = out.text
             token_ids = self._token_ids(out.token_ids, bad)
             if token_ids is not None and out.reasoning is None:
-                # The text must be what these ids decode to (traces.py splits by decoding id prefixes);
+                # The text must be what these ids decode to (traces.records splits by decoding id prefixes);
                 # a server's own detokenizer can differ, e.g. it holds back a trailing partial UTF-8 byte.
                 text = self._decode(token_ids)
             gens.append(self._masked(req, Generation(
@@ -563,9 +563,7 @@ class OpenAIEngine:
         if outside is not None:
             raise bad(f"token id {self._quote(outside, 40)} is outside the tokenizer's vocabulary (size {vocab}): "
                       f"does engine.served_model ({self._served!r}) serve this model config's weights?")
-        while ids and ids[-1] in self._stop_ids:  # the server keeps the EOS it stopped on; we count without it
-            ids.pop()
-        return tuple(ids)
+        return tuple(strip_stop_tokens(ids, self._stop_ids))  # the server keeps the EOS it stopped on
 
     def _chars_per_token(self) -> int:
         """The most characters one token can decode to: its longest vocabulary entry (byte-level
@@ -590,19 +588,7 @@ class OpenAIEngine:
     def _tokenizer(self):
         with self._tok_lock:
             if self._tok is None:
-                from transformers import AutoTokenizer
-
-                tok = AutoTokenizer.from_pretrained(self._weights.path, revision=self._weights.revision,
-                                                    trust_remote_code=self._model.trust_remote_code)
-                stop_ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
-                try:
-                    from transformers import GenerationConfig
-
-                    gen_eos = GenerationConfig.from_pretrained(self._weights.path,
-                                                               revision=self._weights.revision).eos_token_id
-                    stop_ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
-                except (OSError, ValueError):
-                    pass
-                self._stop_ids = stop_ids
+                tok = load_tokenizer(self._model, self._weights)
+                self._stop_ids = stop_token_ids(tok, self._weights)
                 self._tok = tok
             return self._tok

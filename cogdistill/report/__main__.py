@@ -44,7 +44,8 @@ def parse(argv):
 def main(argv=None) -> int:
     from rich.markup import escape
 
-    from cogdistill.console import console, exit_with_error, quiet_third_party
+    from cogdistill.console import console, quiet_third_party
+    from cogdistill.exits import fail
 
     quiet_third_party()
     args = parse(argv if argv is not None else sys.argv[1:])
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
             log_report(client, parent, out, report)
             console.print(f"logged to MLflow run {parent}")
     except CogdistillError as exc:
-        exit_with_error(exc)
+        fail(str(exc))
     console.print(f"report: {out / 'report.json'}, {out / 'report.md'}, {len(files) - 2} figure(s) "
                   f"in {time.perf_counter() - began:.1f} s")
     return 0
@@ -78,7 +79,9 @@ def load(args):
     from cogdistill.report import study as S
 
     if args.folder:
-        return S.from_folder(args.folder, S.parse_plausible_rt(args.plausible_rt)), None, None
+        from cogdistill.report.folder import from_folder, parse_plausible_rt
+
+        return from_folder(args.folder, parse_plausible_rt(args.plausible_rt)), None, None
     if args.plausible_rt:
         raise CogdistillError("--plausible-rt checks a study folder's human RTs: use it with --folder (runs logged "
                               "by the pipeline were checked when their tasks loaded).")
@@ -104,8 +107,10 @@ def load(args):
 
 
 def latest_sweep(client, experiment: str) -> str:
+    from cogdistill.tracking.run_format import Kind, kind_filter
+
     exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], "tags.`cogdistill.kind` = 'sweep'", max_results=1,
+    runs = client.search_runs([exp.experiment_id], kind_filter(Kind.SWEEP), max_results=1,
                               order_by=["attributes.start_time DESC"]) if exp else []
     if not runs:
         raise CogdistillError(f"experiment '{experiment}' has no sweep parent run in {client.tracking_uri}; "

@@ -15,7 +15,7 @@ from cogdistill.stats import correlation as stats
 from cogdistill.report.study import Study
 
 # 2: censoring policy, reasons for undefined numbers, q-values, Bayes factors, weighted role means,
-#    power, reliability and noise ceilings, multilevel contrasts, JSD instead of KL (README, report.json)
+#    power, reliability and noise ceilings, multilevel contrasts, JSD instead of KL (docs: "The report", report.json)
 SCHEMA_VERSION = 2
 
 METHODS = {

@@ -15,8 +15,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import polars as pl
 
+from cogdistill.registry import MEASURES, SECONDS_MEASURES
 from cogdistill.report.study import (HUMAN_COLUMNS, MODEL_COLUMNS, PLAUSIBLE_FLAG, PLAUSIBLE_RT_S, ROLES,
-                                     SECONDS_MEASURES, TEXT_COLUMNS, TRACE_COLUMNS, TRIAL_COLUMNS, Study,
+                                     TEXT_COLUMNS, TRACE_COLUMNS, TRIAL_COLUMNS, Study,
                                      StudyError, _conform, _coverage_notes, empty_trials)
 
 @dataclass
@@ -44,7 +45,7 @@ def from_folder(folder: Path, plausible_rt: Optional[Mapping[str, Tuple[float, f
     folder = Path(folder)
     if not folder.is_dir():
         raise StudyError(f"{folder}: not a folder. Pass a folder holding traces/, humans.csv and models.csv "
-                         "(README, 'The comparison report'), or --experiment for an MLflow study.")
+                         "(docs: 'The report'), or --experiment for an MLflow study.")
     models = _read_table(_one_of(folder, "models", ("csv", "parquet")), {"model", "role"})
     _check_models(models)
     humans = _read_table(_one_of(folder, "humans", ("csv", "parquet")),
@@ -98,7 +99,7 @@ def _plausible_ranges(given: Optional[Mapping[str, Tuple[float, float]]], humans
 def _one_of(folder: Path, stem: str, exts) -> Path:
     path = _maybe_one_of(folder, stem, exts)
     if path is None:
-        raise StudyError(f"{folder}: no {stem}.csv or {stem}.parquet (README, 'The comparison report').")
+        raise StudyError(f"{folder}: no {stem}.csv or {stem}.parquet (docs: 'The report').")
     return path
 
 
@@ -266,8 +267,6 @@ def _find_cycle(links: Dict[str, List[Tuple[str, str]]]) -> Optional[List[Tuple[
 
 
 def _check_humans(humans: _Table, plausible: Mapping[str, Tuple[float, float]]) -> pl.DataFrame:
-    from cogdistill.tasks.item_table import MEASURES
-
     keys = ("task", "item_id")
     _require_values(humans, ["task", "item_id", "measure"], keys,
                     "fill it in (task, item_id, human_difficulty, measure on every row) or drop the row")

@@ -1,7 +1,7 @@
 """What a report reads: the traces, human difficulties and model roles of a study, from an MLflow
 experiment (the runs a sweep left) or from a folder.
 
-A folder holds (README, "The comparison report"):
+A folder holds (docs: "The report"):
   traces/*.parquet | *.jsonl   trace records: model, task, item_id, [sample_idx], cost (or the
                                column named by models.csv `cost`), correct, [censored]
   humans.csv | humans.parquet  task, item_id, human_difficulty, measure
@@ -24,9 +24,10 @@ import polars as pl
 
 from cogdistill.config.schema import Role
 from cogdistill.errors import CogdistillError
+from cogdistill.traces.records import ANALYSIS_COLUMNS
+from cogdistill.tracking import run_format as rf
 
-TRACE_COLUMNS = {"model": pl.Utf8, "task": pl.Utf8, "item_id": pl.Utf8, "sample_idx": pl.Int64,
-                 "cost": pl.Float64, "correct": pl.Boolean, "censored": pl.Boolean}
+TRACE_COLUMNS = ANALYSIS_COLUMNS  # the trace record's analysis view (cogdistill.traces.records)
 HUMAN_COLUMNS = {"task": pl.Utf8, "item_id": pl.Utf8, "human_difficulty": pl.Float64, "measure": pl.Utf8}
 MODEL_COLUMNS = {"model": pl.Utf8, "role": pl.Utf8, "family": pl.Utf8, "teacher": pl.Utf8, "base": pl.Utf8,
                  "cost": pl.Utf8, "run_id": pl.Utf8}
@@ -39,7 +40,6 @@ ROLES = tuple(role.value for role in Role)
 # columns read as text from every folder file: ids keep their leading zeros, names stay names
 TEXT_COLUMNS = ("model", "task", "item_id", "participant", "role", "family", "teacher", "base", "cost",
                 "measure", "run_id")
-SECONDS_MEASURES = ("mean_rt", "median_rt")  # human_difficulty in seconds
 PLAUSIBLE_RT_S = (0.05, 300.0)  # a task's median RT outside this is a unit error (ms given as s, ...)
 PLAUSIBLE_FLAG = "--plausible-rt"  # python -m cogdistill.report ... --plausible-rt TASK=LOW:HIGH
 
@@ -118,14 +118,11 @@ def from_mlflow(tracking_uri: Optional[str], experiment: str, parent_run_id: Opt
         names = sorted(e.name for e in client.search_experiments())
         raise StudyError(f"MLflow store {client.tracking_uri}: no experiment '{experiment}'. "
                          f"Experiments there: {names}. Pass --experiment <one of them> (the study name).")
-    filters = ["tags.`cogdistill.kind` = 'job'", "attributes.status = 'FINISHED'"]
-    if parent_run_id:
-        filters.append(f"tags.mlflow.parentRunId = '{parent_run_id}'")
-    runs = client.search_runs([exp.experiment_id], " and ".join(filters), max_results=50000,
+    runs = client.search_runs([exp.experiment_id], rf.job_filter(parent_run_id=parent_run_id), max_results=50000,
                               order_by=["attributes.start_time DESC"])
     newest = {}
     for run in runs:
-        newest.setdefault(run.data.tags.get("model", run.info.run_id), run)
+        newest.setdefault(run.data.tags.get(rf.Tag.MODEL, run.info.run_id), run)
     if not newest:
         where = f"sweep parent run {parent_run_id}" if parent_run_id else f"experiment '{experiment}'"
         raise StudyError(f"MLflow store {client.tracking_uri}: {where} has no finished job runs. "
@@ -153,31 +150,30 @@ def _by_id(client, experiment: str):
 
 
 def _read_run(client, run, tmp: Path):
-    tags, params, run_id = run.data.tags, run.data.params, run.info.run_id
-    model, cost = tags.get("model", run_id), params.get("cost")
+    rf.check_readable(run)  # run format 1 (no version tag) and 2 read alike
+    run_id, meta = run.info.run_id, rf.read_job_meta(run)
+    model, cost = meta["model"], meta["cost"]
     if cost is None:
         raise StudyError(f"MLflow run {run_id} ({model}) has no `cost` param: it was not logged by "
                          "cogdistill's pipeline. Remove it from the experiment or pass --parent.")
     local = Path(client.download_artifacts(run_id, "", str(tmp / run_id)))
     traces, humans, trials = [], [], {}
-    for task in filter(None, tags.get("task", "").split(",")):
-        trace_file, item_file = local / "traces" / f"{task}.parquet", local / "items" / f"{task}_items.parquet"
+    for task in rf.run_tasks(run):
+        trace_file, item_file = local / rf.trace_file(task), local / rf.items_file(task)
         if not trace_file.is_file() or not item_file.is_file():
-            raise StudyError(f"MLflow run {run_id} ({model}): artifacts traces/{task}.parquet or "
-                             f"items/{task}_items.parquet missing; the run was cut before logging them. "
+            raise StudyError(f"MLflow run {run_id} ({model}): artifacts {rf.trace_file(task)} or "
+                             f"{rf.items_file(task)} missing; the run was cut before logging them. "
                              "Re-run that job (its generations are cached) or remove the run.")
         t = pl.read_parquet(trace_file)
         traces.append(_conform(t.with_columns(pl.col(cost).alias("cost"), pl.lit(model).alias("model")),
                                TRACE_COLUMNS))
         h = pl.read_parquet(item_file).select("item_id", "human_difficulty")
-        humans.append(_conform(h.with_columns(task=pl.lit(task), measure=pl.lit(params.get(f"task.{task}.difficulty"))),
+        humans.append(_conform(h.with_columns(task=pl.lit(task), measure=pl.lit(rf.task_difficulty(run, task))),
                                HUMAN_COLUMNS))
-        trial_file = local / "humans" / f"{task}_trials.parquet"
+        trial_file = local / rf.trials_file(task)
         if trial_file.is_file():  # runs logged before trial-level data have none: no trials for the task
             trials[task] = _run_trials(run_id, model, task, trial_file)
-    meta = {"model": model, "role": tags.get("role"), "family": tags.get("family"),
-            "teacher": tags.get("teacher") or None, "base": tags.get("base") or None, "cost": cost, "run_id": run_id}
-    return pl.concat(traces), pl.concat(humans), meta, trials
+    return pl.concat(traces), pl.concat(humans), {**meta, "run_id": run_id}, trials
 
 
 def _run_trials(run_id: str, model: str, task: str, path: Path) -> pl.DataFrame:
@@ -188,20 +184,6 @@ def _run_trials(run_id: str, model: str, task: str, path: Path) -> pl.DataFrame:
         frame = _conform(frame.with_columns(task=pl.lit(task)), TRIAL_COLUMNS)
         return frame.with_columns(pl.col("keep").fill_null(True))
     except pl.exceptions.PolarsError as exc:
-        raise StudyError(f"MLflow run {run_id} ({model}): artifact humans/{task}_trials.parquet is unreadable or "
+        raise StudyError(f"MLflow run {run_id} ({model}): artifact {rf.trials_file(task)} is unreadable or "
                          f"malformed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); re-run that job, or "
                          "delete the artifact (the report then has no trials for the task).") from exc
-
-
-def from_folder(folder: Path, plausible_rt=None) -> Study:
-    """A checked study folder (cogdistill/report/folder.py)."""
-    from cogdistill.report.folder import from_folder as read
-
-    return read(folder, plausible_rt)
-
-
-def parse_plausible_rt(values):
-    """`TASK=LOW:HIGH` strings (the CLI's --plausible-rt) as {task: (low, high)} seconds."""
-    from cogdistill.report.folder import parse_plausible_rt as parse
-
-    return parse(values)

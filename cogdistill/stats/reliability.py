@@ -36,7 +36,9 @@ from typing import Dict, Optional
 import numpy as np
 import polars as pl
 
-HUMAN_MEASURES = ("mean_rt", "median_rt", "mean_log_rt", "error_rate")
+from cogdistill.registry import MEASURES
+
+HUMAN_MEASURES = tuple(MEASURES)
 MIN_PARTICIPANTS = 4
 MIN_ITEMS = 3
 

@@ -24,9 +24,9 @@ from typing import Dict, List, Optional, Tuple
 import polars as pl
 
 from cogdistill.config.schema import TaskConfig
+from cogdistill.registry import RT_MEASURES
 from cogdistill.tasks.item_table import (
     ITEM_COLUMNS,
-    RT_MEASURES,
     TaskDataError,
     empty_trials,
     item_table,

@@ -26,9 +26,9 @@ from typing import Dict, List, Tuple
 import polars as pl
 
 from cogdistill.config.schema import TaskConfig
+from cogdistill.registry import RT_MEASURES
 from cogdistill.tasks.item_table import (
     ITEM_COLUMNS,
-    RT_MEASURES,
     TaskDataError,
     check_rt_units,
     empty_trials,

@@ -15,6 +15,7 @@ import polars as pl
 
 from cogdistill.config.schema import DifficultyConfig, plausible_rt_problem
 from cogdistill.errors import CogdistillError
+from cogdistill.registry import MEASURES, RT_MEASURES
 
 ITEM_COLUMNS = [
     "item_id", "target", "n_trials", "n_rt_trials", "accuracy",
@@ -40,10 +41,6 @@ def require_columns(df: pl.DataFrame, columns: Iterable[str], path: Path) -> Non
             f"{path}: missing column(s) {missing}; found {df.columns}. "
             "The file is not the pinned version this task expects: check `sources` in the task config."
         )
-
-
-RT_MEASURES = {"mean_rt": "rt_mean", "median_rt": "rt_median", "mean_log_rt": "log_rt_mean"}
-MEASURES = {**RT_MEASURES, "error_rate": "error_rate"}  # error_rate: for data with no usable RT
 
 
 def read_csv(path: Path, *, as_text: bool = False, **options) -> pl.DataFrame:
@@ -85,7 +82,7 @@ def item_table(trials: pl.DataFrame, difficulty: DifficultyConfig, path: Path) -
             pl.col("rt_s").filter(pl.col("_keep")).log().mean().alias("log_rt_mean"),
         )
         .with_columns(error_rate=1.0 - pl.col("accuracy"))
-        .with_columns(pl.col(MEASURES[difficulty.measure]).alias("human_difficulty"))
+        .with_columns(pl.col(MEASURES.spec(difficulty.measure).column).alias("human_difficulty"))
         .drop("error_rate")
         .sort("item_id")
     )

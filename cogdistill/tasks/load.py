@@ -1,12 +1,12 @@
 """Tasks: human data in, a frozen Task (items + human difficulty + trials + prompts + scorer) out.
 
-TASK_KINDS maps a config's `kind` to the module that builds its item table and its trial frame
-(human.trial_frame); modules are imported only when a task of that kind is loaded.
+cogdistill.registry.TASK_KINDS maps a config's `kind` to the function that builds its item table
+and its trial frame (item_table.trial_frame); its module is imported only when a task of that kind
+is loaded.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
@@ -15,26 +15,10 @@ import polars as pl
 
 from cogdistill.config.schema import TaskConfig
 from cogdistill.tasks.item_table import ITEM_COLUMNS, TaskDataError, check_trial_frame, empty_trials
-from cogdistill.tasks.scorers import Scored, get_scorer
+from cogdistill.registry import SCORERS, TASK_KINDS
+from cogdistill.tasks.scorers import Scored
 from cogdistill.tasks.sources import fetch
 from cogdistill.tasks.split import apply_split
-
-# kind -> "module:function" returning (item table, trial frame) from {source key: local path}
-TASK_KINDS: Dict[str, str] = {
-    "multiplication": "cogdistill.tasks.multiplication:build_items",
-    "relational_verification": "cogdistill.tasks.relational:build_verification_items",
-    "relational_verification_whole": "cogdistill.tasks.relational:build_verification_items_whole",
-    "relational_carddir": "cogdistill.tasks.relational:build_carddir_items",
-    "relational_carddir_all": "cogdistill.tasks.relational:build_carddir_items_all",
-    "relational_smalllarge": "cogdistill.tasks.relational:build_smalllarge_items",
-    "syllogism_verification": "cogdistill.tasks.syllogisms:build_wiens_items",
-    "syllogism_ragni2016": "cogdistill.tasks.syllogisms:build_ragni2016_items",
-    "tower_of_london": "cogdistill.tasks.tower_of_london:build_items",
-    "crt": "cogdistill.tasks.crt:build_items",
-    "arc": "cogdistill.tasks.arc:build_items",
-    "generic": "cogdistill.tasks.generic:build_items",
-}
-
 
 @dataclass(frozen=True)
 class Task:
@@ -49,12 +33,11 @@ class Task:
         return [self.config.prompt.format(**row) for row in self.items.iter_rows(named=True)]
 
     def score(self, text: str, target: str) -> Scored:
-        return get_scorer(self.config.scorer)(text, target)
+        return SCORERS.load(self.config.scorer)(text, target)
 
 
 def _builder(kind: str) -> Callable[[Dict[str, Path], TaskConfig], Tuple[pl.DataFrame, pl.DataFrame]]:
-    module, func = TASK_KINDS[kind].split(":")
-    return getattr(importlib.import_module(module), func)
+    return TASK_KINDS.load(kind)
 
 
 def load_task(cfg: TaskConfig, *, mirror: str | None, cache: Path, timeout_s: float) -> Task:

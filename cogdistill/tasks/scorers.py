@@ -1,6 +1,6 @@
 """Answer scorers: find the final answer in a response and judge it against the target.
 
-Each scorer returns the extracted answer and where it starts in the text; traces.py uses that
+Each scorer returns the extracted answer and where it starts in the text; cogdistill.traces.records uses that
 position to split "reasoning" from "answer" in responses that carry no </think> tag.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Union
+from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -56,25 +56,3 @@ def score_true_false(text: str, target: str) -> Scored:
         return Scored(answer=None, start=None, correct=False)
     value = _AS_BOOL[match.group(1).lower()]
     return Scored(answer=value, start=match.start(), correct=value == str(target).strip().lower())
-
-
-# name -> a function here, or "module:function" imported when a task uses it
-SCORERS: Dict[str, Union[Callable[[str, str], Scored], str]] = {
-    "integer": score_integer,
-    "true_false": score_true_false,
-    "cardinal_direction": "cogdistill.tasks.relational:score_direction",
-    "syllogism_conclusion": "cogdistill.tasks.syllogisms:score_conclusion",
-    "tol_plan": "cogdistill.tasks.tower_of_london:score_plan",
-    "crt_answer": "cogdistill.tasks.crt:score_answer",
-    "arc_grid": "cogdistill.tasks.arc:score_grid",
-}
-
-
-def get_scorer(name: str) -> Callable[[str, str], Scored]:
-    scorer = SCORERS[name]
-    if isinstance(scorer, str):
-        import importlib
-
-        module, func = scorer.split(":")
-        scorer = SCORERS[name] = getattr(importlib.import_module(module), func)
-    return scorer

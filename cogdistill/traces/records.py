@@ -1,6 +1,6 @@
 """From generated text to a trace record: reasoning/answer split, token counts, correctness.
 
-The split rule (stated in the README):
+The split rule (docs: Concepts, "Traces"):
 1. A server-provided reasoning field is the reasoning; the content is the answer.
 2. Else, if the model declares `think_end` and it occurs, reasoning is everything up to and
    including the first `think_end` (R1-distill templates put `<think>` in the prompt, so the
@@ -21,7 +21,7 @@ own tokenizer, so every engine counts the same way.
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import polars as pl
 
@@ -42,6 +42,28 @@ TRACE_SCHEMA = {
     # without a per-generation server count (no usage, or n > 1 where it covers all samples)
     "token_count_mismatch": pl.Boolean,
 }
+
+
+# The study folder's and the report's view of a trace (cogdistill.report.study): the record's keys
+# and outcome, with the chosen cost (reasoning_tokens or total_tokens) as `cost`.
+ANALYSIS_COLUMNS = {
+    **{k: TRACE_SCHEMA[k] for k in ("model", "task", "item_id", "sample_idx")},
+    "cost": pl.Float64,
+    **{k: TRACE_SCHEMA[k] for k in ("correct", "censored")},
+}
+
+
+def censoring(finish_reason: str, *, closed: bool, think_end: Optional[str], total: Optional[int] = None,
+              max_tokens: Optional[int] = None) -> Tuple[str, bool]:
+    """(finish_reason, censored) by the rule above, for generated and replayed traces alike. closed:
+    the reasoning ended (think_end seen, or an answer exists)."""
+    if max_tokens is not None and total is not None and total > max_tokens + count_tolerance(max_tokens):
+        return "overlong", True
+    if finish_reason == "overlong":
+        return finish_reason, True
+    # With think tags, only a cut inside the reasoning censors the cost; without them the
+    # response is the reasoning, so any cut does.
+    return finish_reason, finish_reason == "length" and (not closed if think_end else True)
 
 
 def count_tolerance(reference: int) -> int:
@@ -107,14 +129,9 @@ def trace_row(gen: Generation, *, tokenizer: Tokenizer, think_start: Optional[st
     if think_start and reasoning.lstrip().startswith(think_start):
         reasoning = reasoning.lstrip()[len(think_start):]
     scored = score(answer) if answer.strip() else Scored(None, None, False)
-    hit_limit = gen.finish_reason == "length"
-    # With think tags, only a cut inside the reasoning censors the cost; without them the
-    # response is the reasoning, so any cut does.
-    censored = hit_limit and (not closed if think_end else True)
     total = reasoning_tokens + answer_tokens
-    finish = gen.finish_reason
-    if max_tokens is not None and total > max_tokens + count_tolerance(max_tokens):
-        finish, censored = "overlong", True
+    finish, censored = censoring(gen.finish_reason, closed=closed, think_end=think_end, total=total,
+                                 max_tokens=max_tokens)
     usage = gen.usage or {}
     server_count = usage.get("completion_tokens")  # absent for n > 1: then it is request_completion_tokens
     return {

@@ -1,7 +1,7 @@
 """Replay: trace records produced elsewhere (a server log, another machine, an earlier run) enter
 the same analysis as generated ones.
 
-A record's cost comes from the first of these it has (README, "Replay"):
+A record's cost comes from the first of these it has (docs: Models and engines, "Replay"):
 1. `reasoning_tokens` + `answer_tokens`, taken as given;
 2. `reasoning_text` + `answer_text`, counted with the model's tokenizer;
 3. a raw `text`, split and counted by traces.trace_row exactly as for a live engine.
@@ -22,7 +22,7 @@ from cogdistill.engines.base import Generation, Tokenizer
 from cogdistill.errors import CogdistillError
 from cogdistill.tasks.load import Task
 from cogdistill.tasks.scorers import Scored
-from cogdistill.traces.records import TRACE_SCHEMA, trace_row, traces_frame
+from cogdistill.traces.records import TRACE_SCHEMA, censoring, trace_row, traces_frame
 
 COST_SOURCES = "`reasoning_tokens` + `answer_tokens`, or `reasoning_text` + `answer_text`, or `text`"
 KNOWN_COLUMNS = set(TRACE_SCHEMA) | {"text"}
@@ -157,9 +157,9 @@ def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, toke
     else:
         raise ReplayError(f"{file}: {where} has no cost: give {COST_SOURCES}.")
 
-    if split_given:  # trace_row's censoring rule, "closed" read off the given split (trace_row assumes it)
+    if split_given:  # the one censoring rule, "closed" read off the given split (trace_row assumes it)
         closed = row["answer_tokens"] > 0 or bool(model.think_end and model.think_end in (row["reasoning_text"] or ""))
-        row["censored"] = (finish == "length" and (not closed if model.think_end else True)) or finish == "overlong"
+        row["finish_reason"], row["censored"] = censoring(finish, closed=closed, think_end=model.think_end)
     for field in ("censored", "correct", "token_count_mismatch"):
         value = rec.get(field)
         if value is not None and not isinstance(value, bool):
@@ -236,7 +236,7 @@ def _require_columns(file: Path, columns: List[str]) -> None:
     if "item_id" not in cols or not has_cost:
         need = (["`item_id`"] if "item_id" not in cols else []) + ([COST_SOURCES] if not has_cost else [])
         raise ReplayError(f"{file}: missing required column(s): {', '.join(need)}; found {columns}. "
-                          "See the README, 'Replay', for the accepted columns.")
+                          "See the docs, 'Models and engines' > 'Replay', for the accepted columns.")
 
 
 def _select(file: Path, records: Records, column: str, wanted: str, fix: str) -> Records:

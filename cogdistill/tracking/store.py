@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cogdistill.config.schema import REPO_ROOT, Config, TrackingConfig
 from cogdistill.errors import CogdistillError
+from cogdistill.tracking.run_format import CONFIG_FILE, Tag
 
 PARENT_FILE = "mlflow_parent_run.json"
 log = logging.getLogger(__name__)
@@ -199,6 +200,15 @@ class SqliteRetry:
         return call
 
 
+def tracing_client(uri: str):
+    """MLflow's client for trace spans in this store (cogdistill/tracking/mlflow_traces.py); on a
+    sqlite store retried while parallel jobs hold the lock, as the run's own client is."""
+    from mlflow.tracing.client import TracingClient
+
+    client = TracingClient(uri)
+    return SqliteRetry(client, uri) if uri.startswith("sqlite:") else client
+
+
 def _finite(metrics: Dict[str, float]) -> Dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
 
@@ -257,13 +267,13 @@ class Lease:
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
-        self._client.set_tag(self.run_id, "cogdistill.owner", _owner())
+        self._client.set_tag(self.run_id, Tag.OWNER, _owner())
         self._beat()
         self._thread = threading.Thread(target=self._loop, name="cogdistill-heartbeat", daemon=True)
         self._thread.start()
 
     def _beat(self) -> None:
-        self._client.set_tag(self.run_id, "cogdistill.heartbeat", f"{time.time():.0f}")
+        self._client.set_tag(self.run_id, Tag.HEARTBEAT, f"{time.time():.0f}")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.HEARTBEAT_S):
@@ -280,13 +290,13 @@ class Lease:
         """Whether a run is RUNNING under a process that still runs (see the module docstring)."""
         if run.info.status != "RUNNING":
             return False
-        owner = run.data.tags.get("cogdistill.owner", "")
+        owner = run.data.tags.get(Tag.OWNER, "")
         host, _, rest = owner.partition(":")
         pid, _, started = rest.partition(":")
         if host == socket.gethostname() and pid.isdigit():
             return _process_start(int(pid)) == started if started else _pid_alive(int(pid))
         try:
-            return time.time() - float(run.data.tags.get("cogdistill.heartbeat", "0")) < cls.STALE_S
+            return time.time() - float(run.data.tags.get(Tag.HEARTBEAT, "0")) < cls.STALE_S
         except ValueError:
             return False
 
@@ -342,6 +352,8 @@ class JobRun:
     def __init__(self, job: Config, raw_cfg: DictConfig, *, tags: Dict[str, str], run_name: str,
                  lock_dir: Optional[Path] = None):
         self.enabled = job.tracking.enabled
+        # each generation as an MLflow trace too (cogdistill/tracking/mlflow_traces.py)
+        self.log_traces = self.enabled and job.tracking.log_traces
         self.run_id: Optional[str] = None
         self.experiment_id: Optional[str] = None
         self.resumed = False
@@ -353,26 +365,26 @@ class JobRun:
         self._client, self.uri = _client(job.tracking)
         self._tracking = job.tracking
         key = job_key(raw_cfg)
-        tags = {**tags, "cogdistill.job_key": key}
+        tags = {**tags, Tag.JOB_KEY: key}
         parent = sweep_parent()
         if lock_dir is not None:
             scope = hashlib.sha256(f"{self.uri} {key} {parent['run_id'] if parent else ''}".encode()).hexdigest()[:24]
             self._lock = JobLock(lock_dir, scope)
         if parent:
             self.experiment_id = parent["experiment_id"]
-            tags["mlflow.parentRunId"] = parent["run_id"]
-            filters = [f"tags.`cogdistill.job_key` = '{key}'", f"tags.mlflow.parentRunId = '{parent['run_id']}'"]
+            tags[Tag.PARENT] = parent["run_id"]
+            filters = [f"tags.`{Tag.JOB_KEY}` = '{key}'", f"tags.{Tag.PARENT} = '{parent['run_id']}'"]
         else:
             self.experiment_id = ensure_experiment(
                 self._client, experiment_name(job.tracking, job.study), artifact_root(job.tracking, self.uri)
             )
-            filters = [f"tags.`cogdistill.job_key` = '{key}'", "attributes.status != 'FINISHED'"]
+            filters = [f"tags.`{Tag.JOB_KEY}` = '{key}'", "attributes.status != 'FINISHED'"]
         previous = [r for r in _find_runs(self._client, self.experiment_id, filters)
-                    if parent or "mlflow.parentRunId" not in r.data.tags]
-        live = [r for r in previous if Lease.is_live(r) and r.data.tags.get("cogdistill.owner") != _owner()]
+                    if parent or Tag.PARENT not in r.data.tags]
+        live = [r for r in previous if Lease.is_live(r) and r.data.tags.get(Tag.OWNER) != _owner()]
         if live:
             self.release()
-            owner = live[0].data.tags.get("cogdistill.owner", "?").rsplit(":", 1)[0]
+            owner = live[0].data.tags.get(Tag.OWNER, "?").rsplit(":", 1)[0]
             raise JobAlreadyRunning(
                 f"an identical job is already running (MLflow run {live[0].info.run_id}, owner {owner}). Wait for it "
                 "to finish, or stop it and run this again to resume.")
@@ -381,6 +393,8 @@ class JobRun:
             self.already_finished = previous[0].info.status == "FINISHED"
             if not self.already_finished:
                 self._client.update_run(self.run_id, status="RUNNING")
+                if Tag.FORMAT in tags:  # the resumed job logs every task again, in this version's format
+                    self._client.set_tag(self.run_id, Tag.FORMAT, tags[Tag.FORMAT])
         else:
             self.run_id = self._client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
         if self.already_finished:
@@ -390,10 +404,18 @@ class JobRun:
         self._lease.start()
         try:
             self._artifacts(self._client.log_text, self.run_id, OmegaConf.to_yaml(raw_cfg, resolve=True),
-                            "config/config.yaml")
+                            CONFIG_FILE)
         except BaseException:
             self.abandon("FAILED")
             raise
+
+    @property
+    def client(self):
+        """The run's MlflowClient (retried while a sqlite store is locked), for run_format's writers."""
+        return self._client
+
+    def tracing_client(self):
+        return tracing_client(self.uri)
 
     def log_params(self, params: Dict[str, Any]) -> None:
         if self.enabled:

@@ -12,27 +12,29 @@ from pathlib import Path
 import polars as pl
 
 from cogdistill.console import console
+from cogdistill.tracking.run_format import (
+    SWEEP_SUMMARY,
+    SWEEP_SUMMARY_METRICS,
+    Tag,
+    children_filter,
+    read_task_metrics,
+    sweep_metric,
+)
 
 
 def children_table(client, experiment_id: str, parent_run_id: str) -> pl.DataFrame:
-    runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=5000
-    )
+    runs = client.search_runs([experiment_id], filter_string=children_filter(parent_run_id), max_results=5000)
     rows = []
     for run in runs:
-        tags, metrics = run.data.tags, run.data.metrics
-        for key in metrics:
-            if key.startswith("n_items/"):  # every finished task logs n_items; r may be undefined
-                task = key.split("/", 1)[1]
-                rows.append({
-                    "model": tags.get("model", "?"), "role": tags.get("role", "?"), "family": tags.get("family", "?"),
-                    "task": task, "r": metrics.get(f"r/{task}"), "r_ci_low": metrics.get(f"r_ci_low/{task}"),
-                    "r_ci_high": metrics.get(f"r_ci_high/{task}"), "acc": metrics.get(f"acc/{task}"),
-                    "tokens_mean": metrics.get(f"tokens_mean/{task}"), "status": run.info.status,
-                })
-    schema = {"model": pl.Utf8, "role": pl.Utf8, "family": pl.Utf8, "task": pl.Utf8, "r": pl.Float64,
-              "r_ci_low": pl.Float64, "r_ci_high": pl.Float64, "acc": pl.Float64, "tokens_mean": pl.Float64,
-              "status": pl.Utf8}
+        tags = run.data.tags
+        for task, metrics in read_task_metrics(run).items():  # every finished task; r may be undefined
+            rows.append({
+                "model": tags.get(Tag.MODEL, "?"), "role": tags.get(Tag.ROLE, "?"), "family": tags.get(Tag.FAMILY, "?"),
+                "task": task, **{k: metrics.get(k) for k in SWEEP_SUMMARY_METRICS},
+                "status": run.info.status,
+            })
+    schema = {"model": pl.Utf8, "role": pl.Utf8, "family": pl.Utf8, "task": pl.Utf8,
+              **{k: pl.Float64 for k in SWEEP_SUMMARY_METRICS}, "status": pl.Utf8}
     return pl.DataFrame(rows, schema=schema).sort("model", "task")
 
 
@@ -44,10 +46,10 @@ def log_sweep_summary(client, experiment_id: str, parent_run_id: str) -> pl.Data
         console.print("[yellow]The sweep finished no task (no jobs launched, or every job failed).[/]")
         return table
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "sweep_summary.csv"
+        path = Path(tmp) / SWEEP_SUMMARY
         table.write_csv(path)
         client.log_artifact(parent_run_id, str(path))
-    metrics = [Metric(f"r/{row['model']}/{row['task']}", row["r"], 0, 0)
+    metrics = [Metric(sweep_metric(row["model"], row["task"]), row["r"], 0, 0)
                for row in table.iter_rows(named=True) if row["r"] is not None]
     if metrics:
         client.log_batch(parent_run_id, metrics=metrics)

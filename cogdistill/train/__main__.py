@@ -16,30 +16,29 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from cogdistill.config.schema import ConfigError
-from cogdistill.console import exit_with_error, quiet_third_party
+from cogdistill.console import quiet_third_party
 from cogdistill.errors import CogdistillError
+from cogdistill.exits import fail
 from cogdistill.train.settings import TrainConfig
 
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 
 
-def split_args(argv: List[str]) -> Tuple[List[str], List[str]]:
-    """(training keys, main-config overrides)."""
-    train, main = [], []
-    for arg in argv:
-        head = arg.split("=", 1)[0].split(".", 1)[0]
-        (train if head in TRAIN_KEYS and "=" in arg else main).append(arg)
-    return train, main
-
-
 def parse(argv: List[str]) -> Tuple[TrainConfig, List[str]]:
-    train, main = split_args(argv)
+    """(training settings, main-config overrides), both read by the one override parser
+    (cogdistill.config.overrides) that `cogdistill` uses too."""
+    from cogdistill.config.overrides import split_overrides
+
+    train, main = split_overrides(argv, TRAIN_KEYS)
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.from_dotlist(train))
+        merged = OmegaConf.structured(TrainConfig)
+        for key, value in train.items():
+            OmegaConf.update(merged, key, value, merge=True)
         return OmegaConf.to_object(merged), main  # type: ignore[return-value]
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"training settings {train}: {str(exc).splitlines()[0]} "
-                          "(required: mode=sft|rl base=<model>; see cogdistill/train/config.py).") from None
+        shown = [f"{k}={v}" for k, v in train.items()]
+        raise ConfigError(f"training settings {shown}: {str(exc).splitlines()[0]} "
+                          "(required: mode=sft|rl base=<model>; see cogdistill/train/settings.py).") from None
 
 
 def main(argv: List[str]) -> None:
@@ -55,10 +54,10 @@ def main(argv: List[str]) -> None:
 
         run_training(cfg, overrides)
     except CogdistillError as exc:
-        exit_with_error(exc)
+        fail(str(exc))
     except Exception as exc:  # Hydra's own composition errors (unknown model, bad override)
         if type(exc).__module__.startswith("hydra"):
-            exit_with_error(ConfigError(str(exc)))
+            fail(str(exc))
         raise
 
 

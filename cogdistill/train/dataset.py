@@ -14,6 +14,7 @@ import polars as pl
 from cogdistill.config.schema import ModelConfig
 from cogdistill.errors import CogdistillError
 from cogdistill.tasks.load import Task
+from cogdistill.tracking import run_format as rf
 
 SFT_COLUMNS = ["task", "item_id", "prompt", "completion", "target", "teacher_run"]
 RL_COLUMNS = ["task", "item_id", "prompt", "target", "scorer"]
@@ -26,16 +27,15 @@ class TrainDataError(CogdistillError):
 def teacher_traces(client, experiment_id: str, teacher: str, task: Task) -> Tuple[pl.DataFrame, str]:
     """The `traces/<task>.parquet` of the teacher's newest finished job run that covers training
     items of `task` (a newer run over held-out items only is passed over), and that run's id."""
-    runs = client.search_runs(
-        [experiment_id], " and ".join(["tags.`cogdistill.kind` = 'job'", "attributes.status = 'FINISHED'",
-                                       f"tags.model = '{teacher}'"]),
-        max_results=500, order_by=["attributes.start_time DESC"])
+    runs = client.search_runs([experiment_id], rf.job_filter(model=teacher), max_results=500,
+                              order_by=["attributes.start_time DESC"])
     wanted = set(task.items["item_id"])
     with tempfile.TemporaryDirectory() as tmp:
         for run in runs:
-            if task.name not in run.data.tags.get("task", "").split(","):
+            if task.name not in rf.run_tasks(run):
                 continue
-            local = client.download_artifacts(run.info.run_id, f"traces/{task.name}.parquet", tmp)
+            rf.check_readable(run)  # run format 1 (no version tag) and 2 read alike
+            local = client.download_artifacts(run.info.run_id, rf.trace_file(task.name), tmp)
             traces = pl.read_parquet(local)
             if traces["item_id"].is_in(list(wanted)).any():
                 return traces.filter(pl.col("item_id").is_in(list(wanted))), run.info.run_id

@@ -8,7 +8,7 @@ from typing import List
 
 import polars as pl
 
-from cogdistill.tasks.scorers import get_scorer
+from cogdistill.registry import SCORERS
 from cogdistill.train.settings import TrainConfig
 from cogdistill.train.model import common_args, load_base, peft_config
 
@@ -16,7 +16,7 @@ from cogdistill.train.model import common_args, load_base, peft_config
 def correctness_reward(completions, target, scorer, **_) -> List[float]:
     """TRL passes the dataset's extra columns (`target`, `scorer`) per completion."""
     texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
-    return [1.0 if get_scorer(s)(text, t).correct else 0.0 for text, t, s in zip(texts, target, scorer)]
+    return [1.0 if SCORERS.load(s)(text, t).correct else 0.0 for text, t, s in zip(texts, target, scorer)]
 
 
 def train_rl(cfg: TrainConfig, weights, frame: pl.DataFrame, work: Path, callbacks: List,

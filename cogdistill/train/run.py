@@ -21,6 +21,7 @@ from cogdistill.train.settings import TrainConfig
 from cogdistill.train.dataset import TrainDataError, rl_frame, sft_frame, split_note, teacher_traces, write_dataset
 from cogdistill.train.register import model_yaml, register
 from cogdistill.train.training_run import TrainRun, loss_callback
+from cogdistill.tracking import run_format as rf
 from cogdistill.tracking.store import flatten
 from cogdistill.engines.weights import resolve_weights
 
@@ -114,34 +115,34 @@ def run_training(cfg: TrainConfig, overrides: List[str]) -> Trained:
     render = ModelTokenizer(job.model, weights).render
     if cfg.mode == "sft" and not job.tracking.enabled:
         raise TrainDataError("mode=sft reads the teacher's traces from MLflow: tracking.enabled must be true.")
-    run = TrainRun(job, run_name=f"train {name}", tags={
-        "mode": cfg.mode, "base": cfg.base, "teacher": cfg.teacher or "", "model": name, "study": job.study,
-        "task": ",".join(t.name for t in tasks)})
+    run = TrainRun(job, run_name=f"train {name}", tags=rf.train_tags(
+        mode=cfg.mode, base=cfg.base, teacher=cfg.teacher, model=name, study=job.study, tasks=[t.name for t in tasks]))
     out = Path(cfg.output_dir or cache / "trained").expanduser().resolve() / f"{name}-{run.run_id or int(time.time())}"
     began = time.perf_counter()
     try:
         frame, teacher_runs = training_data(cfg, run, tasks, render, teacher)
         max_completion = cfg.max_completion_length or job.sampling.max_tokens or job.model.max_tokens
         split = split_note(tasks)
-        run.log_params({**flatten("", asdict(cfg)), "n_examples": frame.height, "base_weights": weights.fingerprint,
-                        "max_completion_length": max_completion, **{f"split.{k}": v for k, v in split.items()},
-                        **{f"teacher_run.{k}": v for k, v in teacher_runs.items()}})
+        run.log_params(rf.train_params(flatten("", asdict(cfg)), n_examples=frame.height,
+                                       base_weights=weights.fingerprint, max_completion_length=max_completion,
+                                       split=split, teacher_runs=teacher_runs))
         with tempfile.TemporaryDirectory(prefix="cogdistill-train-") as tmp:
             work = Path(tmp)
-            run.log_dataset(frame, write_dataset(frame, work / "dataset", f"{cfg.mode}-{name}"), f"{cfg.mode}-{name}")
+            run.log_dataset(frame, write_dataset(frame, work / rf.TRAIN_DATASET_DIR, f"{cfg.mode}-{name}"),
+                            f"{cfg.mode}-{name}")
             with console.status(f"Training {name} ({cfg.mode}, {frame.height} examples, {cfg.steps} steps)..."):
                 trainer, tokenizer = fit(cfg, weights, frame, work / "trainer", [loss_callback(run)], max_completion)
             from cogdistill.train.model import save_trained
 
             save_trained(trainer, tokenizer, out, work / "adapter")
             if (work / "adapter").is_dir():
-                run.log_folder(work / "adapter", "adapter")
-        run.log_metrics({"train_seconds": time.perf_counter() - began}, step=cfg.steps)
+                run.log_folder(work / "adapter", rf.ADAPTER_DIR)
+        run.log_metrics({rf.TRAIN_SECONDS: time.perf_counter() - began}, step=cfg.steps)
         conf_dir = Path(cfg.conf_dir).expanduser().resolve()
         path = register(conf_dir, model_yaml(name, cfg.mode, job.model, teacher, out, run.run_id, split))
         searchpath = [o for o in overrides if o.startswith("hydra.searchpath=")]  # where its links may live
         compose_main(with_searchpath([f"model={name}", *searchpath], conf_dir))  # it composes and validates
-        run.set_tags({"trained_path": str(out), "registered_config": str(path)})
+        run.set_tags(rf.trained_tags(str(out), str(path)))
         run.finish("FINISHED")
     except BaseException as exc:  # Ctrl-C and SIGTERM (cogdistill.exits) mark the run KILLED, errors FAILED
         from cogdistill.exits import is_interrupt, signals_deferred

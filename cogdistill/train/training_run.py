@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional
 import polars as pl
 
 from cogdistill.config.schema import Config
+from cogdistill.tracking import run_format as rf
 from cogdistill.tracking.store import _client, artifact_root, ensure_experiment, experiment_name
 
 
@@ -29,7 +30,7 @@ class TrainRun:
         self.experiment_id = ensure_experiment(self.client, experiment_name(job.tracking, job.study),
                                                artifact_root(job.tracking, self.uri))
         self.run_id = self.client.create_run(self.experiment_id, run_name=run_name,
-                                             tags={**tags, "cogdistill.kind": "train"}).info.run_id
+                                             tags={**tags, **rf.kind_tags(rf.Kind.TRAIN)}).info.run_id
 
     def log_params(self, params: Dict[str, Any]) -> None:
         if self.enabled:
@@ -59,13 +60,13 @@ class TrainRun:
         from mlflow.data.polars_dataset import from_polars
         from mlflow.entities import DatasetInput, InputTag
 
-        self.client.log_artifact(self.run_id, str(path), "dataset")
-        source = f"{self.client.get_run(self.run_id).info.artifact_uri}/dataset/{path.name}"
+        self.client.log_artifact(self.run_id, str(path), rf.TRAIN_DATASET_DIR)
+        source = f"{self.client.get_run(self.run_id).info.artifact_uri}/{rf.TRAIN_DATASET_DIR}/{path.name}"
         with warnings.catch_warnings():  # MLflow registers its file source twice and says so
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
             dataset = from_polars(frame, source=source, name=name)
         self.client.log_inputs(self.run_id, [DatasetInput(dataset._to_mlflow_entity(),
-                                                          [InputTag("mlflow.data.context", "training")])])
+                                                          [InputTag("mlflow.data.context", rf.TRAINING_CONTEXT)])])
 
     def log_folder(self, folder: Path, artifact_path: str) -> None:
         if self.enabled:
@@ -83,6 +84,6 @@ def loss_callback(run: TrainRun):
 
     class MlflowLossCallback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            run.log_metrics({f"train/{k}": v for k, v in (logs or {}).items()}, step=state.global_step)
+            run.log_metrics({rf.train_metric(k): v for k, v in (logs or {}).items()}, step=state.global_step)
 
     return MlflowLossCallback()
