@@ -153,6 +153,7 @@ TASK_KINDS.add_targets({
     "crt": "cogdistill.tasks.crt:build_items",
     "arc": "cogdistill.tasks.arc:build_items",
     "generic": "cogdistill.tasks.generic:build_items",
+    "game_of_24": "cogdistill.tasks.game_of_24:build_items",
 })
 
 # name -> "module:function" (text, target) -> Scored
@@ -165,6 +166,7 @@ SCORERS.add_targets({
     "tol_plan": "cogdistill.tasks.tower_of_london:score_plan",
     "crt_answer": "cogdistill.tasks.crt:score_answer",
     "arc_grid": "cogdistill.tasks.arc:score_grid",
+    "game_of_24": "cogdistill.tasks.game_of_24:score_24",
 })
 
 

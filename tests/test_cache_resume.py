@@ -63,8 +63,18 @@ def test_rerun_generates_nothing_and_does_not_load_the_model(isolated_env, tiny_
     second = run_job(compose(job_overrides(tiny_conf, mirror, sha)))
     assert second["multiplication"] == first["multiplication"]
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
-    latest = sorted(_runs(client), key=lambda r: r.info.start_time)[-1]
+    earliest, latest = sorted(_runs(client), key=lambda r: r.info.start_time)
     assert latest.data.metrics["cache_misses"] == 0 and latest.data.metrics["cache_hits"] == 6
+    # throughput counts the tokens generated in that run: all of the first's, none of the cached re-run's
+    import polars as pl
+    from mlflow.artifacts import download_artifacts
+
+    traces = pl.read_parquet(download_artifacts(run_id=earliest.info.run_id,
+                                                artifact_path="traces/multiplication.parquet",
+                                                tracking_uri=os.environ["MLFLOW_TRACKING_URI"]))
+    assert earliest.data.metrics["cache_misses"] == 6
+    assert earliest.data.metrics["gen_tokens"] == traces["total_tokens"].sum() > 0
+    assert latest.data.metrics["gen_tokens"] == 0
     assert len(_runs(client)) == 2  # a finished job run again outside a sweep is a new run
 
 

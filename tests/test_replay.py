@@ -208,6 +208,26 @@ def test_texts_without_counts_need_a_tokenizer(task, tmp_path):
         load(path, task_=task, tok=None)
 
 
+def test_a_tokenizer_that_cannot_load_names_the_records_that_need_it(task, tmp_path):
+    """Records with counts replay without any tokenizer (a model config needs no weights for them);
+    records with texts only need one, and when it cannot load the error lists them and the fixes."""
+    from cogdistill.traces.replay import LazyTokenizer
+
+    def no_tokenizer():
+        raise OSError("no such model folder: synthetic/m")
+
+    lazy = LazyTokenizer(no_tokenizer, "m")
+    counted, _ = load(write(tmp_path / "ok.jsonl", [counts(i, 5, correct=True) for i in IDS]), task_=task, tok=lazy)
+    assert counted["reasoning_tokens"].to_list() == [5] * len(IDS)
+    rows = [counts(IDS[0], 5, correct=True)] + [{"item_id": i, "text": "<think>x</think>6"} for i in IDS[1:]]
+    with pytest.raises(ReplayError) as err:
+        load(write(tmp_path / "t.jsonl", rows), task_=task, tok=lazy)
+    message = str(err.value)
+    assert f"{len(IDS) - 1} of {len(IDS)} record(s) carry texts without token counts (line 2, line 3" in message
+    assert "tokenizer of model 'm' cannot load" in message and "no such model folder" in message
+    assert "Add `reasoning_tokens` and `answer_tokens` to those records" in message
+
+
 def test_malformed_jsonl_names_the_line(task, tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text(json.dumps(counts("2x3", 5, correct=True)) + "\n\n" + '{"item_id": "3x4", "reasoning_tokens": 5,\n')

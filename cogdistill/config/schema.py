@@ -106,6 +106,8 @@ class TaskConfig:
     # kind: generic only: {cogdistill column: your file's column}, e.g. {item_id: stim, rt_ms: RT,
     # participant: subject} (participant ids give the split-half reliability of human difficulty)
     columns: Dict[str, str] = field(default_factory=dict)
+    # kind: game_of_24 only: [first, last] rank (inclusive) of the puzzles to keep, e.g. [901, 1000]
+    ranks: Optional[List[int]] = None
     license: Optional[str] = None
     citation: Optional[str] = None
     description: Optional[str] = None

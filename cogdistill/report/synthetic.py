@@ -119,14 +119,13 @@ class ReplayInputs:
 def write_replay_inputs(study: Study, root: Path) -> ReplayInputs:
     """Model configs, generic task configs, human item tables and one trace file, so that a
     simulated study goes through the real pipeline: `python -m cogdistill -m engine=replay ...`.
-    Models point at a tokenizer-only folder (replayed records carry token counts)."""
+    Models name no weights: replayed records that carry token counts need no tokenizer."""
     import hashlib
     import json
 
     conf, mirror = root / "conf", root / "mirror"
     for sub in (conf / "model", conf / "task", mirror):
         sub.mkdir(parents=True, exist_ok=True)
-    tokenizer_dir = _tokenizer_folder(root / "tokenizer")
     tasks = sorted(study.humans["task"].unique())
     for task in tasks:
         trials = study.trials.filter(pl.col("task") == task)
@@ -146,23 +145,10 @@ def write_replay_inputs(study: Study, root: Path) -> ReplayInputs:
         links = "".join(f"{k}: {m[k]}\n" for k in ("teacher", "base") if m[k])
         (conf / "model" / f"{m['model']}.yaml").write_text(
             f"name: {m['model']}\nhf_id: synthetic/{m['model']}\nrole: {m['role']}\nfamily: {m['family']}\n{links}"
-            f"weights:\n  source: local\n  path: {tokenizer_dir}\nchat: false\nthink_end: null\n")
+            "chat: false\nthink_end: null\n")
     records = study.traces.select("model", "task", "item_id", "sample_idx", "correct",
                                   reasoning_tokens=pl.col("cost").cast(pl.Int64), answer_tokens=pl.lit(0))
     traces = root / "traces.parquet"
     records.write_parquet(traces)
     (root / "README.txt").write_text(json.dumps({"source": study.source}) + "\n")
     return ReplayInputs(conf, mirror, traces, study.models["model"].to_list(), tasks)
-
-
-def _tokenizer_folder(folder: Path) -> Path:
-    """A word-level tokenizer and a minimal config.json: enough for replay, which counts nothing."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    folder.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.WordLevel({"<unk>": 0, "<eos>": 1}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text('{"unk_token": "<unk>", "eos_token": "<eos>"}')
-    (folder / "config.json").write_text('{"model_type": "llama"}')
-    return folder

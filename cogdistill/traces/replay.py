@@ -33,6 +33,10 @@ class ReplayError(CogdistillError, ValueError):
     """A trace file that cannot be replayed; the message names the file, the record and the fix."""
 
 
+class TokenizerUnavailable(ReplayError):
+    """Records need counting and the model's tokenizer cannot load; load_traces names the records."""
+
+
 class LazyTokenizer:
     """The model's tokenizer, loaded when a record first needs counting: records that carry token
     counts (the usual case) then never import transformers, a few seconds per replayed job."""
@@ -45,11 +49,9 @@ class LazyTokenizer:
             try:
                 self._tokenizer = self._load()
             except Exception as exc:  # noqa: BLE001 - any loading failure means "cannot count"
-                raise ReplayError(
-                    f"replayed records carry texts without token counts, and the tokenizer of model "
-                    f"'{self._model_name}' cannot load to count them ({type(exc).__name__}: {str(exc)[:300]}). "
-                    "Add `reasoning_tokens` and `answer_tokens` to the records, or point the model config's "
-                    "`weights` at a folder holding its tokenizer.") from exc
+                raise TokenizerUnavailable(
+                    f"the tokenizer of model '{self._model_name}' cannot load to count them "
+                    f"({type(exc).__name__}: {str(exc)[:300]})") from exc
         return self._tokenizer
 
     def encode(self, text: str, add_special_tokens: bool = False) -> List[int]:
@@ -104,7 +106,10 @@ def load_traces(path: Path, task: Task, model: ModelConfig,
     for (where, rec), (item, sample) in zip(records, keys):
         target, prompt = items[item]
         other_targets += rec.get("target") is not None and str(rec["target"]) != target
-        row = _costs(file, where, rec, model, tokenizer, lambda text, t=target: task.score(text, t))
+        try:
+            row = _costs(file, where, rec, model, tokenizer, lambda text, t=target: task.score(text, t))
+        except TokenizerUnavailable as exc:
+            raise _uncounted(file, records, exc) from exc
         rows.append({**row, "model": model.name, "task": task.name, "item_id": item, "sample_idx": sample,
                      "prompt": _text(file, where, rec, "prompt") or prompt, "target": target,
                      "engine": "replay"})
@@ -120,6 +125,18 @@ def load_traces(path: Path, task: Task, model: ModelConfig,
         warnings.append(f"{file}: {other_targets} record(s) give a `target` other than the task's; "
                         "the task's target is used.")
     return traces_frame(rows).sort("item_id", "sample_idx"), warnings
+
+
+def _uncounted(file: Path, records: Records, cause: Exception) -> ReplayError:
+    """Which records need a tokenizer, and the two ways out."""
+    uncounted = [where for where, rec in records
+                 if rec.get("reasoning_tokens") is None or rec.get("answer_tokens") is None]
+    shown = ", ".join(uncounted[:5]) + (f" and {len(uncounted) - 5} more" if len(uncounted) > 5 else "")
+    return ReplayError(
+        f"{file}: {len(uncounted)} of {len(records)} record(s) carry texts without token counts ({shown}), and "
+        f"{cause}. Add `reasoning_tokens` and `answer_tokens` to those records (then no tokenizer is needed and "
+        "the model config needs no `weights`), or point the model config's `weights` at a folder holding its "
+        "tokenizer.")
 
 
 def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, tokenizer: Optional[Tokenizer],

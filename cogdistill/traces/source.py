@@ -112,6 +112,7 @@ class GeneratedTraces:
         prompts = task.prompts()
         rendered = [self._tokenizer.render(p) for p in prompts]
         bar = progress.add_task(f"{self._job.model.name} · {task.name}", total=len(prompts))
+        misses_before = self._cache.misses  # before the lookups, which count the misses
         generations: Dict[int, List[Generation]] = {}
         todo: List[Request] = []
         for i, text in enumerate(rendered):
@@ -127,7 +128,6 @@ class GeneratedTraces:
             generations[i] = gens
             progress.advance(bar)
 
-        misses_before = self._cache.misses
         if todo:
             live = self._lazy.get()  # loading is timed apart from generating
             began = time.perf_counter()
