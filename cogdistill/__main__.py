@@ -28,8 +28,12 @@ def main(cfg: DictConfig) -> dict:
 
 
 def cli() -> None:
-    from cogdistill.config.overrides import check_overrides
+    from cogdistill.config.overrides import check_overrides, effort_budgets
+    from cogdistill.config.validate import register_budgets
 
+    args, budgets = effort_budgets(sys.argv[1:])
+    sys.argv[1:] = args
+    register_budgets(budgets)
     # before Hydra: it would report these with exit code 1, no suggestion, and save them to .hydra/
     check_overrides(sys.argv[1:])
     main()

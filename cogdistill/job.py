@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cogdistill.console import console, quiet_third_party
 from cogdistill.engines import versions as engine_versions
+from cogdistill.engines.protocols import protocol_name
 from cogdistill.engines.weights import resolve_weights
 from cogdistill.exits import is_interrupt
 from cogdistill.job_console import print_plan, print_summary, print_warnings
@@ -36,16 +37,18 @@ def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
         print_plan(job, plan.tasks, plan.max_tokens)
         return {}
     weights = resolve_weights(model, plan.cache_root)
-    tags = run_format.job_tags(model, plan.engine, [t.name for t in plan.tasks], job.study)
-    run = JobRun(job, cfg, tags=tags, run_name=model.name, lock_dir=plan.cache_root / "locks")
+    label = plan.label
+    tags = run_format.job_tags(model, plan.engine, [t.name for t in plan.tasks], job.study, label=label,
+                               effort=job.effort.name, protocol=protocol_name(model))
+    run = JobRun(job, cfg, tags=tags, run_name=label, lock_dir=plan.cache_root / "locks")
     if run.already_finished:
-        console.print(f"[green]{model.name}: already finished in this sweep (MLflow run {run.run_id}); skipped.[/]")
+        console.print(f"[green]{label}: already finished in this sweep (MLflow run {run.run_id}); skipped.[/]")
         return {}
     engine_version = engine_versions.cache_identity(plan.engine, plan.settings, model.hf_id)
     source: Optional[TraceSource] = None
     try:
         source = open_source(plan.engine, engine_version, job, weights, plan.settings, plan.max_tokens,
-                             plan.cache_root)
+                             plan.cache_root, plan.effort, label)
         run.log_params(run_format.job_params(
             model=model, weights=weights.fingerprint, engine=plan.engine, engine_version=engine_version,
             max_tokens=plan.max_tokens, cost=plan.cost, censored=job.analysis.censored,
@@ -66,9 +69,9 @@ def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
     except BaseException as exc:  # Ctrl-C and SIGTERM (cogdistill.exits) mark the run KILLED, errors FAILED
         run.abandon("KILLED" if is_interrupt(exc) else "FAILED")
         raise
-    print_summary(model.name, plan.engine, results, summary, run, ceilings)
+    print_summary(label, plan.engine, results, summary, run, ceilings)
     every = pl.concat(all_traces, how="diagonal_relaxed") if all_traces else pl.DataFrame()
-    print_warnings(model.name, every, plan.max_tokens)
+    print_warnings(label, every, plan.max_tokens)
     return results
 
 
@@ -90,7 +93,7 @@ def _run_tasks(plan: JobPlan, source: TraceSource, run: JobRun):
             all_traces.append(traces)
             ceilings[task.name] = task_ceiling(task, traces, plan.cost, analysis.censored, al.r)
             # metrics, artifacts, the human items as a dataset input, the generations as MLflow traces
-            run_format.log_task(run, plan.job.model.name, task, traces, per_item, al, plan.cost, ceilings[task.name])
+            run_format.log_task(run, plan.label, task, traces, per_item, al, plan.cost, ceilings[task.name])
     return results, per_task, all_traces, ceilings
 
 

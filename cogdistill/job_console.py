@@ -24,7 +24,8 @@ def print_plan(job: Config, tasks: List[Task], max_tokens: int) -> None:
     links = ", ".join(f"{k}={getattr(model, k)}" for k in ("teacher", "base") if getattr(model, k))
     console.print(
         f"[bold]plan[/] {model.name} ({model.hf_id}@{model.revision or 'main'}, {model.role.value}"
-        f"{', ' + links if links else ''}) with engine={engine}: "
+        f"{', ' + links if links else ''}) with engine={engine}"
+        + ("" if job.effort.name == "default" else f", effort={job.effort.name}") + ": "
         + ", ".join(f"{t.name}[{t.items.height}]" for t in tasks)
         + f" = {items} items x {job.sampling.n} sample(s), up to {max_tokens} tokens each "
         f"(<= {items * job.sampling.n * max_tokens:,} generated tokens)", soft_wrap=True)

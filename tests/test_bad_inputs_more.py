@@ -140,7 +140,7 @@ def test_no_warning_for_the_default_or_when_sampling():
 @pytest.mark.parametrize("args, needles", [
     (["experiment=demo"], ["`experiment=demo`", "added with a `+`", "+experiment=demo"]),
     (["+experiment=dmeo"], ["no conf/experiment/dmeo.yaml", "Did you mean +experiment=demo?",
-                            "closed_loop, demo, paper"]),
+                            "closed_loop, demo, demo-effort, paper, sft-vs-rl"]),
     (["model=demo smollm2"], ["no conf/model/demo smollm2.yaml", "Did you mean model=demo-smollm2-135m?",
                               "no spaces"]),
     (["model=demo-smollm2-135m", "smollm2"], ["`smollm2` is not an override (key=value)", "no spaces"]),
@@ -245,7 +245,7 @@ def test_replayed_counts_that_are_no_counts(task, tmp_path, name, rows, needles)
 
 @pytest.mark.parametrize("args, needles", [
     (["experiment=demo"], ["+experiment=demo"]),
-    (["+experiment=nope"], ["no conf/experiment/nope.yaml", "demo, paper"]),
+    (["+experiment=nope"], ["no conf/experiment/nope.yaml", "demo, demo-effort, paper"]),
     (["model=demo smollm2"], ["Did you mean model=demo-smollm2-135m?"]),
     (["+sampling.max_tokenz=5"], ["Did you mean sampling.max_tokens=...?"]),
     (["model=demo-smollm2-135m", "model=demo-qwen25-coder-0.5b"], ["`model` is given twice"]),

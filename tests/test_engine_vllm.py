@@ -68,3 +68,36 @@ def test_vllm_matches_transformers_on_the_real_demo_model_and_real_prompts(tmp_p
                           score=lambda text: task.score(text, item["target"])) for e in ("vllm", "transformers")]
         assert res["vllm"][i][0].token_ids == res["transformers"][i][0].token_ids, item["item_id"]
         assert rows[0] == {**rows[1], "latency_s": rows[0]["latency_s"]}
+
+
+@pytest.mark.slow  # vLLM's CPU build starting once, transformers once
+def test_budget_forcing_gives_the_same_traces_in_vllm_and_transformers(tiny_model_dir, task, tmp_path):
+    """s1 budget forcing is the trace source's, not the engine's: both engines, one trace."""
+    import dataclasses
+
+    from rich.progress import Progress
+
+    from cogdistill.config.schema import Config, EffortConfig, TrackingConfig
+    from cogdistill.engines.protocols import protocol_for
+    from cogdistill.traces.source import GeneratedTraces
+
+    cfg = dataclasses.replace(model_cfg(tiny_model_dir), protocol="think_tags", think_start="<think>",
+                              think_end="</think>", response_prefix="<think>")
+    weights = resolve_weights(cfg, tiny_model_dir)
+    plan = protocol_for(cfg).plan(EffortConfig(name="budget=5", budget=5))
+    frames = {}
+    for name, settings in (("vllm", VllmEngineConfig(kv_cache_memory_bytes=1 << 30)),
+                           ("transformers", TransformersEngineConfig())):
+        job = Config(model=cfg, engine=settings, sampling=SamplingConfig(), tracking=TrackingConfig(enabled=False))
+        src = GeneratedTraces(name, "v", job, weights, settings, 12, tmp_path / name, plan, "tiny:budget-5")
+        try:
+            with Progress(disable=True) as progress:
+                frames[name] = src.traces(task, progress)
+        finally:
+            src.close()
+    cols = ["item_id", "reasoning_text", "answer_text", "reasoning_tokens", "answer_tokens", "total_tokens",
+            "budget_hit", "censored"]
+    v, t = frames["vllm"].select(cols), frames["transformers"].select(cols)
+    assert v.equals(t), (v, t)
+    assert v["budget_hit"].all()  # random weights never close the block: every reasoning was cut at 5
+    assert (v["reasoning_tokens"] <= 5).all() and (v["total_tokens"] > 5).all()  # an answer after the close

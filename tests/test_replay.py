@@ -57,8 +57,9 @@ def test_raw_text_is_split_as_a_live_engine_would(task, tmp_path):
             {"item_id": "8x9", "text": "<think>8 x 9, let me count", "finish_reason": "length"}]
     df, _ = load(write(tmp_path / "t.json", rows), task_=task)
     row, cut = df.row(0, named=True), df.row(1, named=True)
-    assert row["reasoning_text"] == "7 x 8 is 56</think>" and row["answer_text"] == "The answer is 56."
-    assert row["reasoning_tokens"] == len("<think>7 x 8 is 56</think>") and row["answer_tokens"] == len("The answer is 56.")
+    assert row["reasoning_text"] == "7 x 8 is 56" and row["answer_text"] == "The answer is 56."
+    assert row["reasoning_tokens"] == len("7 x 8 is 56") and row["answer_tokens"] == len("The answer is 56.")
+    assert row["total_tokens"] == len(text)  # the tags are markup: counted in the total only
     assert row["correct"] and row["prompt_tokens"] == 9
     live = trace_row(Generation(text=text, token_ids=None, prompt_tokens=9, finish_reason="stop", latency_s=None),
                      tokenizer=TOK, think_start="<think>", think_end="</think>",
@@ -180,8 +181,11 @@ def test_integral_float_counts_are_accepted(task, tmp_path):
 
 
 def test_inconsistent_total_tokens_is_an_error(task, tmp_path):
-    with pytest.raises(ReplayError, match="total_tokens` is 9"):
-        load(write(tmp_path / "t.jsonl", [counts("2x3", 5, 3, total_tokens=9, correct=True)]), task_=task)
+    with pytest.raises(ReplayError, match="total_tokens` is 7, less than"):
+        load(write(tmp_path / "t.jsonl", [counts("2x3", 5, 3, total_tokens=7, correct=True)]), task_=task)
+    # a total above the parts is their markup (think tags, harmony headers): kept as given
+    df, _ = load(write(tmp_path / "ok.jsonl", [counts("2x3", 5, 3, total_tokens=10, correct=True)]), task_=task)
+    assert df["total_tokens"].to_list() == [10]
 
 
 @pytest.mark.parametrize("row,missing", [

@@ -219,7 +219,8 @@ def test_version_1_runs_still_read_in_the_sweep_table_the_report_and_the_trainin
     assert study.humans.sort("item_id")["human_difficulty"].to_list() == [1.0, 1.5, 2.0]
     assert set(study.humans["measure"]) == {"mean_rt"}
     assert study.models.row(0, named=True) == {"model": "m1", "role": "teacher", "family": "f", "teacher": None,
-                                                "base": None, "cost": "reasoning_tokens", "run_id": run_id}
+                                                "base": None, "cost": "reasoning_tokens", "run_id": run_id,
+                                                "effort": None, "config": None}  # v1 runs: no effort factor
     assert study.trials.height == 2 and set(study.trials["task"]) == {"mult"}
 
     task = SimpleNamespace(name="mult", items=pl.DataFrame({"item_id": ["07", "09"]}))

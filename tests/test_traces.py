@@ -19,22 +19,23 @@ def row(text, *, think=("<think>", "</think>"), finish="stop", target="56", ids=
 
 def test_think_tags_split_reasoning_from_answer():
     r = row("<think>7 x 8 is 56</think>The answer is 56.")
-    assert r["reasoning_text"] == "7 x 8 is 56</think>"
-    assert r["reasoning_tokens"] == len("<think>7 x 8 is 56</think>")
+    assert r["reasoning_text"] == "7 x 8 is 56"  # content only: the tags are markup
+    assert r["reasoning_tokens"] == len("7 x 8 is 56")
     assert r["answer_tokens"] == len("The answer is 56.")
+    assert r["total_tokens"] == len("<think>7 x 8 is 56</think>The answer is 56.")  # markup counts here only
     assert r["correct"] and not r["censored"] and r["extracted_answer"] == "56"
 
 
 def test_r1_style_output_with_only_the_closing_tag():
     r = row("hmm 7*8=56\n</think>\n\n**Answer: 56**")
-    assert r["reasoning_tokens"] == len("hmm 7*8=56\n</think>")
+    assert r["reasoning_tokens"] == len("hmm 7*8=56\n")
     assert r["answer_text"].strip() == "**Answer: 56**" and r["correct"]
 
 
 def test_censored_inside_reasoning_is_flagged_and_all_tokens_are_reasoning():
     r = row("<think>let me count 1, 2, 3, 4", finish="length")
     assert r["censored"] and r["answer_tokens"] == 0
-    assert r["reasoning_tokens"] == len("<think>let me count 1, 2, 3, 4")
+    assert r["reasoning_tokens"] == len("let me count 1, 2, 3, 4")
     assert not r["correct"]  # a number inside unfinished reasoning is no answer
 
 

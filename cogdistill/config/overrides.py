@@ -30,12 +30,35 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 from cogdistill.config.schema import CONF_DIR, Config, ConfigError
 from cogdistill.config.validate import ENGINE_SCHEMAS, check_openai_settings
 
-GROUPS = ("model", "task", "engine", "sampling", "tracking")  # the groups of conf/config.yaml's defaults list
+GROUPS = ("model", "task", "engine", "sampling", "effort", "tracking")  # the groups of conf/config.yaml's defaults list
 _HYDRA_SYNTAX = ("(", "$", "*", "?")  # glob(...), choice(...), ${...}: not a plain option name
 _ENGINE = object()  # Config.engine is typed Any: its keys are those of every engine schema
 _SECRET_FIX = ("the command line is saved under .hydra/ and engine settings are logged to MLflow, so a key there "
                "would be stored with the run: put the key in an environment variable and name it with "
                "engine.api_key_env (e.g. engine.api_key_env=MY_API_KEY).")
+
+
+BUDGET_OPTION = re.compile(r"budget_(\d+)")  # the group option `effort=budget=N` is rewritten to
+
+
+def effort_budgets(args: Sequence[str]) -> Tuple[List[str], List[int]]:
+    """`effort=budget=64` (or a sweep `effort=low,budget=64`) in Hydra's grammar, which allows no `=` in a
+    value: the budget becomes the option `budget_64`, registered by config.validate.register_budgets.
+    Returns the rewritten arguments and every budget named."""
+    out: List[str] = []
+    budgets: Set[int] = set()
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        if eq and key.lstrip("+") == "effort":
+            bad = re.search(r"budget=(?!\d+(?:[,\]]|$))[^,\]]*", value)
+            if bad:
+                raise ConfigError(f"command line: `{arg}`: {bad.group(0)!r} is no budget; a budget is a whole number "
+                                  "of thinking tokens, e.g. effort=budget=64.")
+            value = re.sub(r"budget=(\d+)", r"budget_\1", value)
+            budgets |= {int(n) for n in BUDGET_OPTION.findall(value)}
+            arg = f"{key}={value}"
+        out.append(arg)
+    return out, sorted(budgets)
 
 
 def check_overrides(args: Sequence[str]) -> None:
@@ -212,6 +235,8 @@ def _check_options(group: str, value: str, roots: List[Path], plus: str = "") ->
     known = sorted({p.stem for root in roots for p in (root / group).glob("*.yaml")})
     for name in value.replace("[", "").replace("]", "").split(","):
         name = name.strip()
+        if group == "effort" and BUDGET_OPTION.fullmatch(name):
+            continue  # registered in the ConfigStore, no file
         if name and name != "null" and name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" Did you mean {plus}{group}={value.replace(name, close[0])}?" if close else ""

@@ -63,6 +63,12 @@ class ModelConfig:
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     chat: bool = True  # False: plain completion prompt (base models without a chat template)
     system_prompt: Optional[str] = None
+    # how reasoning is marked in the output (cogdistill/engines/protocols.py, docs: Reasoning protocols):
+    # think_tags | qwen3 | harmony | plain | server_count; null: think_tags with think_end, else plain
+    protocol: Optional[str] = None
+    # text the assistant's turn starts with, after the chat template (DeepSeek advises "<think>\n" for R1
+    # models, which otherwise may skip their reasoning); part of the rendered prompt, so of the cache key
+    response_prefix: Optional[str] = None
     think_start: Optional[str] = "<think>"
     think_end: Optional[str] = "</think>"
     max_tokens: int = 512
@@ -174,6 +180,15 @@ class DryEngineConfig:
 
 
 @dataclass
+class EffortConfig:
+    """Reasoning effort, a factor of the design (conf/effort/, `effort=budget=N` for any N): how each
+    protocol applies it is cogdistill/engines/protocols.py's business."""
+    name: str = "default"  # default | none | low | medium | high | budget=<N>
+    level: Optional[str] = None  # none | low | medium | high; null with default or a budget
+    budget: Optional[int] = None  # thinking-token budget (s1 budget forcing)
+
+
+@dataclass
 class SamplingConfig:
     name: str = "greedy"
     temperature: float = 0.0
@@ -222,6 +237,7 @@ class Config:
     task: Dict[str, TaskConfig] = field(default_factory=dict)
     engine: Any = MISSING
     sampling: SamplingConfig = MISSING
+    effort: EffortConfig = field(default_factory=EffortConfig)
     tracking: TrackingConfig = MISSING
     data: DataConfig = field(default_factory=DataConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)

@@ -18,11 +18,11 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from cogdistill.config.schema import (
-    CONF_DIR, MAX_SAMPLES, MAX_TOKENS_LIMIT, AnalysisConfig, Config, ConfigError, DataConfig,
+    CONF_DIR, MAX_SAMPLES, MAX_TOKENS_LIMIT, AnalysisConfig, Config, ConfigError, DataConfig, EffortConfig,
     OpenAIEngineConfig, Role, SamplingConfig, TransformersEngineConfig,
     VllmEngineConfig, available, did_you_mean, model_file, plausible_rt_problem,
 )
-from cogdistill.registry import ENGINES, MEASURES, SCORERS, TASK_KINDS, engine_settings_schemas
+from cogdistill.registry import ENGINES, MEASURES, PROTOCOLS, SCORERS, TASK_KINDS, engine_settings_schemas
 
 # engine name -> settings schema (`auto` included), as the registry's engine specs give them
 ENGINE_SCHEMAS: Dict[str, type] = engine_settings_schemas()
@@ -35,6 +35,34 @@ def register_schemas() -> None:
     cs.store(name="cogdistill_schema", node=Config)
     for name, schema in ENGINE_SCHEMAS.items():
         cs.store(group="schema/engine", name=name, node=_open_free_form_dicts(OmegaConf.structured(schema)))
+    register_budgets()
+
+
+COMMON_BUDGETS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)  # usable in presets
+
+
+EFFORT_LEVELS = ("none", "low", "medium", "high")
+
+
+def check_effort(effort: EffortConfig) -> None:
+    """name, level and budget must say the same thing (a hand-written conf/effort/ file may not)."""
+    expected = {"default": (None, None), **{lv: (lv, None) for lv in EFFORT_LEVELS}}.get(effort.name)
+    if expected is None and re.fullmatch(r"budget=\d+", effort.name):
+        expected = (None, int(effort.name.split("=")[1]))
+    if expected is None or (effort.level, effort.budget) != expected:
+        raise ConfigError(f"effort `name: {effort.name}, level: {effort.level}, budget: {effort.budget}` is not one "
+                          f"effort: use effort=default, {', '.join(EFFORT_LEVELS)} or budget=<N> (a whole number of "
+                          "thinking tokens); a file in conf/effort/ must match its name (e.g. name: low, level: low).")
+
+
+def register_budgets(budgets=COMMON_BUDGETS) -> None:
+    """The options `effort=budget_N`: common ones for presets, and those named on the command line
+    (config.overrides.effort_budgets): a budget is any whole number, so it has no file in conf/effort/."""
+    from hydra.core.config_store import ConfigStore
+
+    for n in budgets:
+        ConfigStore.instance().store(group="effort", name=f"budget_{n}",
+                                     node=EffortConfig(name=f"budget={n}", level=None, budget=int(n)))
 
 
 # Settings passed through to a server as they are: their keys are the server's, not ours.
@@ -239,6 +267,13 @@ def validate(cfg: DictConfig) -> Config:
             f"{src}: `engine: {model.engine}` is not a registered engine; known: {sorted(ENGINES)}."
             + did_you_mean(model.engine, sorted(ENGINES))
         )
+    check_effort(job.effort)
+    if model.protocol is not None and model.protocol not in PROTOCOLS:
+        raise ConfigError(f"{src}: `protocol: {model.protocol}` is not a reasoning protocol; known: "
+                          f"{PROTOCOLS.names()}." + did_you_mean(model.protocol, PROTOCOLS.names()))
+    if model.protocol in ("think_tags", "qwen3") and not model.think_end:
+        raise ConfigError(f"{src}: `protocol: {model.protocol}` needs `think_end:` (the tag that closes the reasoning, "
+                          "e.g. \"</think>\").")
     if isinstance(job.engine, OpenAIEngineConfig):
         check_openai_settings(vars(job.engine), "engine.")
     check_openai_settings(dict(model.engine_kwargs.get("openai", {})), f"{src}: engine_kwargs.openai.")

@@ -12,6 +12,7 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence
 
 from cogdistill.config.schema import ModelConfig
 from cogdistill.errors import CogdistillError
+from cogdistill.engines.protocols import EffortPlan, protocol_for
 from cogdistill.engines.weights import ResolvedWeights
 
 
@@ -52,8 +53,15 @@ def load_tokenizer(model: ModelConfig, weights: ResolvedWeights):
 
 
 class ModelTokenizer:
-    def __init__(self, model: ModelConfig, weights: ResolvedWeights):
-        self._model = model
+    """Renders a model's prompts the way its reasoning protocol and effort plan prescribe, and counts
+    with its vocabulary (harmony models: gpt-oss's o200k_harmony encoding, through openai-harmony)."""
+
+    def __init__(self, model: ModelConfig, weights: ResolvedWeights, plan: Optional[EffortPlan] = None):
+        self._model, self.plan = model, plan or EffortPlan()
+        self.protocol = protocol_for(model)
+        if self.protocol.name == "harmony":
+            self.hf = _HarmonyTokenizer()
+            return
         self.hf = load_tokenizer(model, weights)
         if model.chat and not self.hf.chat_template:
             raise PromptError(
@@ -63,15 +71,38 @@ class ModelTokenizer:
 
     def render(self, prompt: str) -> str:
         """The exact text the model sees."""
+        if self.protocol.name == "harmony":
+            return self.protocol.render(prompt, self.plan)  # type: ignore[attr-defined]
         if not self._model.chat:
-            return prompt
-        return self.hf.apply_chat_template(chat_messages(self._model, prompt), tokenize=False, add_generation_prompt=True)
+            return prompt + (self._model.response_prefix or "")
+        return self.hf.apply_chat_template(chat_messages(self._model, prompt), tokenize=False, add_generation_prompt=True,
+                                           **self.plan.template_kwargs) + (self._model.response_prefix or "")
 
     def encode(self, text: str, add_special_tokens: bool = False) -> List[int]:
         return self.hf.encode(text, add_special_tokens=add_special_tokens)
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+
+class _HarmonyTokenizer:
+    """The harmony encoding behind the tokenizer interface: special tokens in text (`<|end|>`) are
+    read as the special tokens they name, as gpt-oss's Hugging Face tokenizer reads them."""
+    chat_template = None
+
+    def __init__(self):
+        from cogdistill.engines.protocols import harmony_encoding
+
+        self._enc = harmony_encoding()
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> List[int]:
+        return list(self._enc.encode(text, allowed_special="all"))
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        ids = list(ids)
+        if skip_special_tokens:
+            ids = [i for i in ids if not self._enc.is_special_token(i)]
+        return self._enc.decode(ids)
 
 
 def eos_ids(value: Any) -> List[int]:

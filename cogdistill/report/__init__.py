@@ -4,6 +4,7 @@
     build.py      run every analysis of cogdistill.report.analyses over a study -> Report
     render.py     rich tables and report.md
     figures.py    the PNGs
+    effort.py     the reasoning-effort section: alignment across a config's effort levels
     synthetic.py  a simulated study with known ground truth (tests, benchmarks)
     __main__.py   python -m cogdistill.report
 """
@@ -64,6 +65,10 @@ def headline_metrics(report: Report) -> Dict[str, float]:
     human = report.rsa.filter(report.rsa["fingerprint"] != "human")
     if "human" in human.columns:
         metrics.update({f"report/rsa_human/{m}": v for m, v in zip(human["fingerprint"], human["human"])})
+    if report.effort_levels:
+        from cogdistill.report.effort import headline
+
+        metrics.update(headline(report.effort_levels))
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
 
 

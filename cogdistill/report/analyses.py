@@ -55,7 +55,8 @@ def alignment_table(items: pl.DataFrame, traces: pl.DataFrame, *, n_boot: int = 
     for (model, task), cell in items.partition_by("model", "task", as_dict=True).items():
         al = stats.alignment(task, cell, by_cell[(model, task)], "cost", n_boot=n_boot, ci=ci, seed=seed,
                              censored=censored)
-        rows.append({"model": model, **al.as_dict(), "measure": cell["measure"][0]})
+        rows.append({"model": model, **al.as_dict(), "measure": cell["measure"][0],
+                     "cost_source": cost_source(by_cell[(model, task)])})
     table = pl.DataFrame(rows, infer_schema_length=None).sort("model", "task")
     if not table.height:
         return table
@@ -63,6 +64,15 @@ def alignment_table(items: pl.DataFrame, traces: pl.DataFrame, *, n_boot: int = 
         q=pl.Series(stats.bh_qvalues(table["p"].to_list()), dtype=pl.Float64),
         bf01=1 / pl.col("bf10"))
     return with_budget_sensitivity(table)
+
+
+def cost_source(traces: pl.DataFrame) -> str:
+    """Whose count a cell's cost is: "counted" (ours), "server" (a hosted API's reported reasoning
+    tokens, cogdistill.engines.protocols.ServerCount) or "mixed"; never silently one for the other."""
+    if "cost_source" not in traces.columns:
+        return "counted"
+    sources = set(traces["cost_source"].fill_null("counted").unique().to_list())
+    return sources.pop() if len(sources) == 1 else "mixed"
 
 
 def with_budget_sensitivity(table: pl.DataFrame, alpha: float = 0.05) -> pl.DataFrame:

@@ -73,6 +73,9 @@ class Report:
     precision: pl.DataFrame = field(default_factory=pl.DataFrame)
     human_reliability: pl.DataFrame = field(default_factory=pl.DataFrame)
     multilevel: Dict[str, Any] = field(default_factory=dict)  # report.multilevel: role_contrasts, item_model
+    # report.effort.effort_levels: {config: {task: ...}} for configs run at >= 2 effort levels; not
+    # `relative_effort` (a student's cost relative to its teacher's), hence the name
+    effort_levels: Dict[str, Any] = field(default_factory=dict)
     censored: str = "drop"
     timings: Dict[str, float] = field(default_factory=dict)
 
@@ -102,6 +105,8 @@ class Report:
             "wrong_vs_right": {"cells": rec(self.wrong_vs_right), "fixed_effects": rec(self.wrong_vs_right_fe)},
             "correct_only": rec(self.correct_only),
             "timings_s": self.timings,
+            # only when the study has an effort factor: a report without one is unchanged
+            **({"effort_levels": _json_safe(self.effort_levels)} if self.effort_levels else {}),
         }
 
     def write_json(self, path):
@@ -153,11 +158,23 @@ def build(study: Study, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0, 
     wvr_fe = A.wrong_vs_right_fixed_effects(traces)
     correct_only = A.correct_only_alignment(traces, study.humans, alignment)
     lap("wrong_vs_right")
+    effort_levels = _effort_levels(items, study, alignment, n_boot=n_boot, seed=seed)
+    if effort_levels:
+        lap("effort_levels")
     return Report(study, items, alignment, summary, roles, families, paired, inflation, infl_summary, elasticity,
                   effort, ie, ie_fit, fp, fp_dropped, rsa, A.rsa_rows(fp).height, wvr, wvr_fe, correct_only,
                   precision=A.precision_table(alignment), human_reliability=human_reliability,
-                  multilevel=multilevel, censored=censored,
+                  multilevel=multilevel, effort_levels=effort_levels, censored=censored,
                   timings=timings)
+
+
+def _effort_levels(items: pl.DataFrame, study: Study, alignment: pl.DataFrame, *, n_boot: int,
+                   seed: int) -> Dict[str, Any]:
+    from cogdistill.report.effort import effort_design, effort_levels
+
+    if not effort_design(study.models).height:  # no effort factor: nothing to import or compute
+        return {}
+    return effort_levels(items, study.traces, alignment, study.models, n_boot=n_boot, seed=seed)
 
 
 def design_models(alignment: pl.DataFrame, items: pl.DataFrame, models: pl.DataFrame) -> Dict[str, Any]:

@@ -1,5 +1,5 @@
 """The report's pictures (matplotlib, off-screen PNGs): scatter grid, r by role, family slopes,
-RSA heatmap, inflation regression."""
+RSA heatmap, inflation regression, and effort levels where the study has an effort factor."""
 
 from __future__ import annotations
 
@@ -169,6 +169,52 @@ def inflation_regression(report: Report, out: Path) -> Path:
     return _save(fig, out)
 
 
+def effort_levels(report: Report, out: Path, max_rows: int = 24) -> Path:
+    """Per config x task: r with its CI against effort level (left) and mean cost against effort
+    level (right, log), each point's budget-hit share written beside it where the level had a budget."""
+    plt = _plt()
+    cells = [(c, t, sec) for c, tasks in report.effort_levels.items() for t, sec in tasks.items()][:max_rows]
+    fig, axes = plt.subplots(len(cells), 2, figsize=(9, 2.6 * len(cells)), dpi=100, squeeze=False)
+    for (config, task, sec), (left, right) in zip(cells, axes):
+        names = [lv["level"] for lv in sec["levels"]]
+        xs = np.arange(len(names))
+        for x, lv in zip(xs, sec["levels"]):
+            r, low, high = (_nan(lv[k]) for k in ("r", "r_ci_low", "r_ci_high"))
+            err = [[r - low], [high - r]] if math.isfinite(low) and math.isfinite(r) else None
+            left.errorbar(x, r, yerr=err, fmt="o", color="#2166ac", capsize=4)
+        left.axhline(0, color="black", linewidth=0.6)
+        left.set_ylim(-1, 1)
+        left.set_ylabel("r(log cost, difficulty)", fontsize=7)
+        bf = sec["bf01"]
+        left.set_title(f"{config} | {task}: BF01 = {bf:.3g}" if bf is not None and math.isfinite(bf)
+                       else f"{config} | {task}: BF01 undefined", fontsize=8)
+        costs = [_nan(m["cost_mean"]) for m in sec["manipulation"]]
+        right.plot(xs, costs, marker="o", color="#c0392b")
+        if any(c > 0 for c in costs):
+            from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+            right.set_yscale("log")  # effort scales cost by factors: equal ratios, equal steps
+            right.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))  # labels inside a decade too
+            right.yaxis.set_major_formatter(ScalarFormatter())
+            right.yaxis.set_minor_formatter(NullFormatter())
+        for x, cost, m in zip(xs, costs, sec["manipulation"]):
+            hit = _nan(m["budget_hit_fraction"])
+            if math.isfinite(hit) and math.isfinite(cost):
+                right.annotate(f"hit {hit:.0%}", (x, cost), textcoords="offset points", xytext=(4, 4), fontsize=6)
+        cd = sec["ceiling_or_dial"]
+        right.set_title(f"mean cost; {cd['verdict'] or 'verdict undefined'}", fontsize=8)
+        right.set_ylabel("mean tokens per trace", fontsize=7)
+        for ax in (left, right):
+            ax.set_xticks(xs, names, fontsize=7)
+            ax.tick_params(axis="y", labelsize=6)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _nan(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
 FIGURES: Dict[str, Callable[[Report, Path], Path]] = {
     "scatter_grid.png": scatter_grid, "r_by_role.png": r_by_role, "family_slopes.png": family_slopes,
     "rsa_heatmap.png": rsa_heatmap, "inflation_regression.png": inflation_regression,
@@ -176,4 +222,7 @@ FIGURES: Dict[str, Callable[[Report, Path], Path]] = {
 
 
 def write_all(report: Report, folder: Path) -> List[Path]:
-    return [draw(report, folder / name) for name, draw in FIGURES.items()]
+    pngs = [draw(report, folder / name) for name, draw in FIGURES.items()]
+    if report.effort_levels:  # only a study with an effort factor has this figure
+        pngs.append(effort_levels(report, folder / "effort.png"))
+    return pngs

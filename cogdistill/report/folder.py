@@ -225,6 +225,7 @@ def _check_models(models: _Table) -> None:
     if row:
         raise _fail(models.path, models.where(row, *keys), f"unknown role {row['role']!r}",
                     f"use one of {list(ROLES)}")
+    _check_effort(models)
     links = {}
     for row in models.frame.iter_rows(named=True):
         links[row["model"]] = [(kind, row.get(kind)) for kind in ("teacher", "base") if row.get(kind)]
@@ -238,6 +239,27 @@ def _check_models(models: _Table) -> None:
         row = models.frame.filter(pl.col("model") == cycle[0][0]).row(0, named=True)
         raise _fail(models.path, models.where(row, *keys), f"teacher/base links form a cycle: {path}",
                     "no model can be its own (indirect) teacher or base: fix `teacher`/`base` in one of these rows")
+
+
+def _check_effort(models: _Table) -> None:
+    """Optional `effort` and `config`: one row per effort level of a config, budgets as budget=N."""
+    from cogdistill.stats.effort import budget_of, normalise_level
+
+    if "effort" not in models.frame.columns:
+        return
+    seen: Dict[Tuple[str, str], int] = {}
+    for row in models.frame.iter_rows(named=True):
+        effort, level = row["effort"], normalise_level(row["effort"])
+        if level.startswith("budget") and budget_of(level) is None:
+            raise _fail(models.path, models.where(row, "model"), f"effort {effort!r} is not a budget",
+                        "write a thinking-token budget as budget=N, N a whole number (e.g. budget=256)")
+        key = (row.get("config") or row["model"], level)
+        if key in seen:
+            raise _fail(models.path, models.where(row, "model"),
+                        f"config {key[0]!r} at effort {level!r} repeats row {seen[key]}",
+                        "keep one row per effort level of a config (`config` names the model config, "
+                        "`effort` its level; empty effort is the default)")
+        seen[key] = row["_row"]
 
 
 def _find_cycle(links: Dict[str, List[Tuple[str, str]]]) -> Optional[List[Tuple[str, str]]]:
@@ -359,8 +381,9 @@ def _read_traces(file: Path, cost_of: Dict[str, str]) -> _Table:
             raise _fail(file, table.where(row, *keys), f"`sample_idx` is {row['sample_idx']!r}",
                         "number a record's samples 0, 1, 2, ... (whole numbers)")
         columns.append(idx.cast(pl.Int64).alias("sample_idx"))
-    if "censored" in frame.columns:
-        columns.append(_booleans(table, "censored", keys, nullable=True))
+    for flag in ("censored", "budget_hit"):  # budget_hit stays null where a trace had no budget
+        if flag in frame.columns:
+            columns.append(_booleans(table, flag, keys, nullable=True))
     frame = frame.with_columns(columns)
     out = _conform(frame, TRACE_COLUMNS).with_columns(
         pl.col("sample_idx").fill_null(0), pl.col("censored").fill_null(False))

@@ -87,6 +87,8 @@ def alignment_sections(report: Report, compact: bool) -> List[Section]:
               fmt(c["detectable_r"]),
               f"{c['censored_items']} ({c['n_items_dropped']})", fmt(c["r_budget"]) if c["censored_traces"] else "",
               "; ".join(filter(None, [c["note"], f"no CI: {c['ci_note']}" if c["ci_note"] and not c["note"] else None,
+                                      f"cost reported by the server ({c['cost_source']})"
+                                      if c.get("cost_source") not in (None, "counted") else None,
                                       "conclusion changes with censoring" if c["conclusion_changes_with_censoring"]
                                       else None]))]
              for c in cells.iter_rows(named=True)],
@@ -206,6 +208,47 @@ def family_sections(report: Report) -> List[Section]:
     return out
 
 
+def effort_sections(report: Report) -> List[Section]:
+    """The reasoning-effort factor (report.json `effort_levels`); none without one."""
+    eff = report.effort_levels
+    if not eff:
+        return []
+    cells = [(config, task, sec) for config, tasks in eff.items() for task, sec in tasks.items()]
+    levels, tests, pairs = [], [], []
+    for config, task, sec in cells:
+        for lv, mp in zip(sec["levels"], sec["manipulation"]):
+            levels.append([config, task, lv["level"], lv["model"], str(lv["n_items"] or 0),
+                           _r_ci(lv["r"], lv["r_ci_low"], lv["r_ci_high"]), fmt(mp["cost_mean"], 0),
+                           fmt(mp["cost_median"], 0), str(mp["n_traces"]), fmt(mp["budget_hit_fraction"]),
+                           fmt(mp["censored_fraction"]), mp["cost_source"] or ""])
+        om, cd = sec["omnibus"], sec["ceiling_or_dial"]
+        tests.append([config, task, " < ".join(om["levels"]), str(om["n_items"]),
+                      f"{fmt(om['chi2'])} ({om['df']})", fmt_p(om["p"]), fmt_bf(sec["bf01"]),
+                      f"{cd['high']} - {cd['low']}: {fmt(cd['mean_delta'])} (x{fmt(cd['ratio'])})",
+                      _r_ci(cd["r"], cd["ci_low"], cd["ci_high"]), fmt_p(cd["p"]), cd["verdict"] or "-",
+                      "; ".join(filter(None, [om["note"], cd["note"], sec.get("note")]))])
+        pairs += [[config, task, t["level_a"], t["level_b"], str(t["n"]), fmt(t["r_a"]), fmt(t["r_b"]), fmt(t["r_ab"]),
+                   fmt(t["t"]), fmt_p(t["p"]), fmt_p(t["p_holm"]), t["note"] or ""] for t in sec["pairwise"]]
+    return [
+        Section("Reasoning effort: r and cost per effort level of a model config",
+                ["config", "task", "level", "model", "n", "r [95% CI]", "mean cost", "median cost", "traces",
+                 "budget hit", "censored", "cost source"], levels,
+                "Levels ordered none < budget=N < low < medium < high < default (the model's own). Cost over "
+                "every trace of the level; budget hit: share of traces budget forcing cut ('-': no budget); "
+                "cost source server: the API's reported reasoning-token count."),
+        Section("Reasoning effort: does alignment change with effort (a dial), or does effort only scale length "
+                "(a ceiling)?",
+                ["config", "task", "levels", "items", "LR chi2 (df)", "p", "BF01", "mean delta log cost (ratio)",
+                 "r(delta, difficulty) [95% CI]", "p", "verdict", "note"], tests,
+                "LR and BF01 (BIC approximation; > 3: evidence that r does not change): z_cost ~ level * z_rt + "
+                "(1 | item) vs without the interaction, ML, over the items every level has. delta: per item, log "
+                "cost at the highest level minus at the lowest."),
+        Section("Reasoning effort: pairwise Williams' t between levels, on the items both have",
+                ["config", "task", "level a", "level b", "n", "r a", "r b", "r ab", "t", "p", "p Holm", "note"],
+                pairs, "Holm over the pairs of one config x task."),
+    ]
+
+
 def sections(report: Report, compact: bool = False) -> List[Section]:
     roles = dict(zip(report.study.models["model"], report.study.models["role"]))
     out = alignment_sections(report, compact)
@@ -220,6 +263,7 @@ def sections(report: Report, compact: bool = False) -> List[Section]:
         "Power for two models' r on the same items, their costs uncorrelated (the conservative case)."))
     out.extend(family_sections(report))
     out.extend(multilevel_sections(report))
+    out.extend(effort_sections(report))
     infl = report.inflation_summary
     ie = report.inverse_efficiency_fit
     js = report.relative_effort["js_teacher_student"].drop_nulls().drop_nans()

@@ -3,9 +3,10 @@ experiment (the runs a sweep left) or from a folder.
 
 A folder holds (docs: "The report"):
   traces/*.parquet | *.jsonl   trace records: model, task, item_id, [sample_idx], cost (or the
-                               column named by models.csv `cost`), correct, [censored]
+                               column named by models.csv `cost`), correct, [censored, budget_hit,
+                               cost_source]
   humans.csv | humans.parquet  task, item_id, human_difficulty, measure
-  models.csv                   model, role, [family, teacher, base, cost]
+  models.csv                   model, role, [family, teacher, base, cost, effort, config]
   trials.csv | trials.parquet  optional human trials: task, item_id, rt_s, correct, [participant, keep]
 Every report writes its study in this layout (`study/`), so a report can be rebuilt or merged.
 
@@ -29,8 +30,11 @@ from cogdistill.tracking import run_format as rf
 
 TRACE_COLUMNS = ANALYSIS_COLUMNS  # the trace record's analysis view (cogdistill.traces.records)
 HUMAN_COLUMNS = {"task": pl.Utf8, "item_id": pl.Utf8, "human_difficulty": pl.Float64, "measure": pl.Utf8}
+# effort: the reasoning-effort level the model ran at ("low", "budget=64"; null: its default, no
+# manipulation); config: the model config it is a level of (null: the model itself). A config run
+# at several levels is one model per level, named <config>:<effort> (cogdistill/report/effort.py).
 MODEL_COLUMNS = {"model": pl.Utf8, "role": pl.Utf8, "family": pl.Utf8, "teacher": pl.Utf8, "base": pl.Utf8,
-                 "cost": pl.Utf8, "run_id": pl.Utf8}
+                 "cost": pl.Utf8, "run_id": pl.Utf8, "effort": pl.Utf8, "config": pl.Utf8}
 # Human trial-level data (one row per participant x item), for the reliability of human difficulty:
 # rt_s in seconds and correct in [0, 1], both nullable; keep: the trial enters the item's RT.
 TRIAL_COLUMNS = {"task": pl.Utf8, "item_id": pl.Utf8, "participant": pl.Utf8, "rt_s": pl.Float64,
@@ -39,7 +43,7 @@ TRIAL_COLUMNS = {"task": pl.Utf8, "item_id": pl.Utf8, "participant": pl.Utf8, "r
 ROLES = tuple(role.value for role in Role)
 # columns read as text from every folder file: ids keep their leading zeros, names stay names
 TEXT_COLUMNS = ("model", "task", "item_id", "participant", "role", "family", "teacher", "base", "cost",
-                "measure", "run_id")
+                "measure", "run_id", "effort", "config", "cost_source")
 PLAUSIBLE_RT_S = (0.05, 300.0)  # a task's median RT outside this is a unit error (ms given as s, ...)
 PLAUSIBLE_FLAG = "--plausible-rt"  # python -m cogdistill.report ... --plausible-rt TASK=LOW:HIGH
 
@@ -173,7 +177,10 @@ def _read_run(client, run, tmp: Path):
         trial_file = local / rf.trials_file(task)
         if trial_file.is_file():  # runs logged before trial-level data have none: no trials for the task
             trials[task] = _run_trials(run_id, model, task, trial_file)
-    return pl.concat(traces), pl.concat(humans), {**meta, "run_id": run_id}, trials
+    # effort and config: absent from runs logged before the effort factor (null: the model's default)
+    row = {**{k: meta.get(k) for k in MODEL_COLUMNS}, "run_id": run_id,
+           "effort": meta.get("effort"), "config": meta.get("config")}
+    return pl.concat(traces), pl.concat(humans), row, trials
 
 
 def _run_trials(run_id: str, model: str, task: str, path: Path) -> pl.DataFrame:

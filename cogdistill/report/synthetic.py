@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import polars as pl
 
-from cogdistill.report.study import MODEL_COLUMNS, Study
+from cogdistill.report.study import MODEL_COLUMNS, TRACE_COLUMNS, Study, _conform
+from cogdistill.tracking.run_format import model_label
 
 
 @dataclass(frozen=True)
@@ -152,3 +153,76 @@ def write_replay_inputs(study: Study, root: Path) -> ReplayInputs:
     records.write_parquet(traces)
     (root / "README.txt").write_text(json.dumps({"source": study.source}) + "\n")
     return ReplayInputs(conf, mirror, traces, study.models["model"].to_list(), tasks)
+
+
+# ---- reasoning effort ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EffortTruth:
+    """One model config at several effort levels. At level l and item i (z_i: standardized difficulty)
+        log cost = log(base_cost * scale_l) + sigma * (rho_l z_i + sqrt(1 - rho_l^2) (sqrt(s) u_i + sqrt(1 - s) e_il))
+    so r(log cost, difficulty) = rho_l at every level, costs scale by scale_l, and the item effect
+    u_i (share s of the rest) makes levels correlate, as runs of one model on one item do. Human
+    difficulty is exactly linear in z (no human noise: the r's are the rho's, unattenuated).
+    budgets: budget=N levels, each a fresh run of the top named level cut at N (budget_hit where cut).
+    max_tokens: any trace above it is censored at it."""
+    levels: Tuple[str, ...] = ("low", "medium", "high")
+    rho: Tuple[float, ...] = (0.5, 0.5, 0.5)
+    scale: Tuple[float, ...] = (1.0, 2.0, 4.0)
+    base_cost: float = 300.0
+    sigma: float = 0.6
+    item_share: float = 0.5
+    tau: float = 0.05  # per-sample noise
+    budgets: Tuple[int, ...] = ()
+    max_tokens: Optional[int] = None
+
+    def expected_delta(self) -> float:
+        """Mean log cost at the top named level minus at the bottom one (the overall scaling)."""
+        return math.log(self.scale[-1] / self.scale[0])
+
+    def expected_dial_r(self) -> float:
+        """r(delta log cost top - bottom named level, difficulty) the simulation implies."""
+        s, (lo, hi) = self.item_share, (self.rho[0], self.rho[-1])
+        a_lo, a_hi = math.sqrt(1 - lo**2), math.sqrt(1 - hi**2)
+        var = (hi - lo) ** 2 + s * (a_hi - a_lo) ** 2 + (1 - s) * (a_hi**2 + a_lo**2)
+        return (hi - lo) / math.sqrt(var + 2 * self.tau**2 / self.sigma**2) if hi != lo else 0.0
+
+
+def simulate_effort(n_items: int = 150, n_samples: int = 1, seed: int = 0, truth: EffortTruth = EffortTruth(),
+                    config: str = "sim-model", task: str = "task-0", role: str = "control") -> Study:
+    """A study of one config at truth's levels (models <config>@<level>) on one task."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal(n_items)
+    u = rng.standard_normal(n_items)
+    item_ids = [f"{task}-item-{i:04d}" for i in range(n_items)]
+    humans = pl.DataFrame({"task": task, "item_id": item_ids, "human_difficulty": 3.0 + 0.8 * z,
+                           "measure": "mean_rt"})
+
+    def draw(rho: float, scale: float) -> np.ndarray:  # (n_samples, n_items) costs, before any cut
+        own = math.sqrt(truth.item_share) * u + math.sqrt(1 - truth.item_share) * rng.standard_normal(n_items)
+        latent = rho * z + math.sqrt(1 - rho**2) * own
+        log_cost = (math.log(truth.base_cost * scale) + truth.sigma * latent - truth.sigma**2 / 2
+                    + truth.tau * rng.standard_normal((n_samples, n_items)))
+        return np.maximum(np.round(np.exp(log_cost)), 1.0)
+
+    runs = [(level, draw(rho, scale), None) for level, rho, scale in zip(truth.levels, truth.rho, truth.scale)]
+    for budget in truth.budgets:
+        natural = draw(truth.rho[-1], truth.scale[-1])
+        runs.append((f"budget={budget}", np.minimum(natural, budget), natural > budget))
+    models, traces = [], []
+    for level, cost, hit in runs:
+        name = model_label(config, level)
+        models.append({"model": name, "role": role, "family": None, "teacher": None, "base": None, "cost": "cost",
+                       "run_id": None, "effort": level, "config": config})
+        censored = cost > truth.max_tokens if truth.max_tokens else np.zeros_like(cost, bool)
+        if truth.max_tokens:
+            cost = np.minimum(cost, truth.max_tokens)
+        traces.append(pl.DataFrame({
+            "model": name, "task": task, "item_id": np.tile(item_ids, n_samples),
+            "sample_idx": np.repeat(np.arange(n_samples), n_items), "cost": cost.ravel(),
+            "correct": rng.random(cost.size) < 0.7, "censored": censored.ravel(),
+            "budget_hit": pl.Series([None] * cost.size if hit is None else hit.ravel(), dtype=pl.Boolean),
+            "cost_source": "counted"}))
+    frame = pl.concat(traces, how="diagonal_relaxed")
+    return Study(_conform(frame, TRACE_COLUMNS), humans, pl.DataFrame(models, schema=MODEL_COLUMNS),
+                 source=f"synthetic-effort(seed={seed})")

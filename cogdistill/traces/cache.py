@@ -29,7 +29,7 @@ FORMAT = 1  # bump when the entry layout changes; old entries then miss instead 
 
 
 def generation_key(*, weights: str, engine: str, engine_version: str, prompt: str, temperature: float,
-                   top_p: float, seed: int, max_tokens: int, sample_idx: int) -> str:
+                   top_p: float, seed: int, max_tokens: int, sample_idx: int, effort: Optional[str] = None) -> str:
     # Greedy decoding ignores seed and top_p: leave them out so a greedy re-run with another seed hits.
     greedy = temperature == 0.0
     fields = {
@@ -37,6 +37,8 @@ def generation_key(*, weights: str, engine: str, engine_version: str, prompt: st
         "prompt": prompt, "temperature": temperature, "top_p": None if greedy else top_p,
         "seed": None if greedy else seed, "max_tokens": max_tokens, "sample_idx": sample_idx,
     }
+    if effort is not None:  # an effort level beside the prompt (reasoning_effort); absent: the keys of before
+        fields["effort"] = effort
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,11 +1,11 @@
 """From generated text to a trace record: reasoning/answer split, token counts, correctness.
 
-The split rule (docs: Concepts, "Traces"):
+The split rule (docs: Concepts, "Traces"; each model's reasoning protocol, cogdistill.engines.protocols):
 1. A server-provided reasoning field is the reasoning; the content is the answer.
-2. Else, if the model declares `think_end` and it occurs, reasoning is everything up to and
-   including the first `think_end` (R1-distill templates put `<think>` in the prompt, so the
-   output may hold only `</think>`); the answer is what follows.
-3. Else, if the model declares `think_end` and was cut by max_tokens before it, the whole
+2. Else, with think tags: reasoning is the content between `<think>` (from the template or the
+   model) and the first `think_end`; the answer is what follows (harmony: the analysis channel and
+   the final channel). Tags and channel headers count in total_tokens only.
+3. Else, if the model has a reasoning block and was cut by max_tokens before it closed, the whole
    output is reasoning and there is no answer.
 4. Else, the answer is the final line that holds the scorer's extracted answer and everything
    before that line is reasoning; with no extractable answer, the whole response is reasoning.
@@ -21,11 +21,15 @@ own tokenizer, so every engine counts the same way.
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Tuple
+import dataclasses
+from typing import Callable, List, Optional, Sequence, Tuple  # noqa: F401
 
 import polars as pl
 
+from cogdistill.config.schema import ModelConfig, Role
 from cogdistill.engines.base import Generation, Tokenizer
+from cogdistill.engines.protocols import (EffortPlan, Plain, ProtocolError, Split, answer_line_start, protocol_for,  # noqa: F401 (tokens_before: re-exported)
+                                          tokens_before)
 from cogdistill.tasks.scorers import Scored
 
 TRACE_SCHEMA = {
@@ -41,6 +45,12 @@ TRACE_SCHEMA = {
     # our total_tokens and the server's completion_tokens disagree beyond count_tolerance; null
     # without a per-generation server count (no usage, or n > 1 where it covers all samples)
     "token_count_mismatch": pl.Boolean,
+    # effort (cogdistill.engines.protocols): the job's effort level, and whether budget forcing cut the
+    # reasoning at its budget (null without a budget)
+    "effort": pl.Utf8, "budget_hit": pl.Boolean,
+    # where reasoning_tokens' cost comes from: "counted" (our tokenizer, over the reasoning text or ids)
+    # or "server" (the server's usage.completion_tokens_details.reasoning_tokens, no text to count)
+    "cost_source": pl.Utf8,
 }
 
 
@@ -49,7 +59,7 @@ TRACE_SCHEMA = {
 ANALYSIS_COLUMNS = {
     **{k: TRACE_SCHEMA[k] for k in ("model", "task", "item_id", "sample_idx")},
     "cost": pl.Float64,
-    **{k: TRACE_SCHEMA[k] for k in ("correct", "censored")},
+    **{k: TRACE_SCHEMA[k] for k in ("correct", "censored", "budget_hit", "cost_source")},
 }
 
 
@@ -77,66 +87,68 @@ def split_point(text: str, think_end: Optional[str], answer_start: Optional[int]
     """Character offset where the answer begins (rules 2 and 4 above)."""
     if think_end and think_end in text:
         return text.index(think_end) + len(think_end)
-    if answer_start is None:
-        return len(text)
-    return text.rfind("\n", 0, answer_start) + 1
+    return answer_line_start(text, answer_start)
 
 
-def tokens_before(ids: Sequence[int], split: int, text: str, decode: Callable[[Sequence[int]], str]) -> int:
-    """Smallest k such that decode(ids[:k]) covers text[:split] (binary search over prefixes)."""
-    if split <= 0:
-        return 0
-    if split >= len(text):
-        return len(ids)
-    lo, hi = 0, len(ids)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if len(decode(ids[:mid])) >= split:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+def _tags_protocol(think_start: Optional[str], think_end: Optional[str]) -> Plain:
+    """The protocol that bare think tags describe (callers that have no model config)."""
+    model = ModelConfig(name="traces", hf_id="-", role=Role.control, family="-", think_start=think_start,
+                        think_end=think_end)
+    return protocol_for(model)
 
 
-def trace_row(gen: Generation, *, tokenizer: Tokenizer, think_start: Optional[str], think_end: Optional[str],
-              score: Callable[[str], Scored], max_tokens: Optional[int] = None) -> dict:
-    """The per-generation fields of a trace record. With max_tokens (the job's budget), a
-    generation counted longer than it allows is censored as "overlong"."""
+def trace_row(gen: Generation, *, tokenizer: Tokenizer, score: Callable[[str], Scored],
+              think_start: Optional[str] = None, think_end: Optional[str] = None, max_tokens: Optional[int] = None,
+              protocol: Optional[Plain] = None, plan: Optional[EffortPlan] = None, budget_hit: Optional[bool] = None,
+              ) -> dict:
+    """The per-generation fields of a trace record, split by the model's reasoning protocol (or, without
+    one, by bare think tags). With max_tokens (the job's budget), a generation counted longer than it
+    allows is censored as "overlong"."""
+    protocol = protocol or _tags_protocol(think_start, think_end)
+    plan = plan or EffortPlan()
+
     def decode(ids: Sequence[int]) -> str:
         return tokenizer.decode(list(ids), skip_special_tokens=True)
 
     def count(text: str) -> int:
         return len(tokenizer.encode(text, add_special_tokens=False)) if text else 0
 
-    if gen.reasoning_text is not None:
+    usage = gen.usage or {}
+    cost_source = "counted"
+    if gen.reasoning_text is not None:  # rule 1: the server split it
         reasoning, answer = gen.reasoning_text, gen.text
-        reasoning_tokens, answer_tokens = count(reasoning), count(answer)
         closed = bool(answer.strip()) or gen.finish_reason != "length"  # cut before any answer: still thinking
+        split = Split(reasoning, answer, count(reasoning) if reasoning.strip() else 0, count(answer), closed)
+        total = split.reasoning_tokens + split.answer_tokens  # without ids: the markup is unknown (a lower bound)
+        if gen.token_ids is not None:  # every generated token, markup included, as for local engines
+            total = len(gen.token_ids)
+            marker = protocol.close_marker
+            full = tokenizer.decode(list(gen.token_ids), skip_special_tokens=False)
+            split = dataclasses.replace(split, closed=closed or bool(marker and marker in full))
     else:
         text = gen.text
         ids = list(gen.token_ids) if gen.token_ids is not None else tokenizer.encode(text, add_special_tokens=False)
-        closed = bool(think_end) and think_end in text
-        if think_end and not closed and gen.finish_reason == "length":
-            split = len(text)  # cut inside the reasoning: there is no answer
-        else:
-            tail_start = split_point(text, think_end, None) if closed else 0
-            scored_tail = score(text[tail_start:])
-            answer_start = None if scored_tail.start is None else tail_start + scored_tail.start
-            split = split_point(text, think_end, answer_start)
-        reasoning, answer = text[:split], text[split:]
-        reasoning_tokens = tokens_before(ids, split, text, decode)
-        answer_tokens = len(ids) - reasoning_tokens
-    if think_start and reasoning.lstrip().startswith(think_start):
-        reasoning = reasoning.lstrip()[len(think_start):]
-    scored = score(answer) if answer.strip() else Scored(None, None, False)
-    total = reasoning_tokens + answer_tokens
-    finish, censored = censoring(gen.finish_reason, closed=closed, think_end=think_end, total=total,
-                                 max_tokens=max_tokens)
-    usage = gen.usage or {}
+        if protocol.name == "harmony" and gen.token_ids is None:
+            raise ProtocolError("harmony output came as text without token ids, and its channel markers are special "
+                                "tokens the text has lost: start the server with `--reasoning-parser openai_gptoss` "
+                                "(it returns the analysis channel as reasoning) or set engine.request_token_ids=true.")
+        split = protocol.split(text, ids, decode, gen.finish_reason, lambda t: score(t).start, plan)
+        total = len(ids)
+        if protocol.name == "server_count":
+            server = usage.get("reasoning_tokens")
+            if server is None:
+                raise ProtocolError("protocol server_count: the server returned no usage.completion_tokens_details."
+                                    "reasoning_tokens; it does not report reasoning, so use protocol plain.")
+            split = Split("", text, int(server), split.answer_tokens, split.closed)
+            total, cost_source = int(server) + len(ids), "server"
+    scored = score(split.answer_text) if split.answer_text.strip() else Scored(None, None, False)
+    has_block = protocol.name != "plain" and plan.thinking  # else the response is the reasoning: any cut censors
+    finish, censored = censoring(gen.finish_reason, closed=split.closed, think_end="block" if has_block else None,
+                                 total=total, max_tokens=max_tokens)
     server_count = usage.get("completion_tokens")  # absent for n > 1: then it is request_completion_tokens
     return {
-        "reasoning_text": reasoning, "answer_text": answer,
-        "reasoning_tokens": reasoning_tokens, "answer_tokens": answer_tokens,
+        "reasoning_text": split.reasoning_text, "answer_text": split.answer_text,
+        "reasoning_tokens": split.reasoning_tokens, "answer_tokens": split.answer_tokens,
         "total_tokens": total, "prompt_tokens": gen.prompt_tokens,
         "finish_reason": finish, "censored": censored,
         "extracted_answer": scored.answer, "correct": scored.correct, "latency_s": gen.latency_s,
@@ -145,6 +157,8 @@ def trace_row(gen: Generation, *, tokenizer: Tokenizer, think_start: Optional[st
         "usage_reasoning_tokens": usage.get("reasoning_tokens"),
         "token_count_mismatch": (None if server_count is None
                                  else abs(total - server_count) > count_tolerance(server_count)),
+        "effort": plan.effort, "budget_hit": budget_hit if plan.budget is not None else None,
+        "cost_source": cost_source,
     }
 
 

@@ -22,6 +22,7 @@ from cogdistill.engines.base import Generation, Tokenizer
 from cogdistill.errors import CogdistillError
 from cogdistill.tasks.load import Task
 from cogdistill.tasks.scorers import Scored
+from cogdistill.engines.protocols import protocol_for
 from cogdistill.traces.records import TRACE_SCHEMA, censoring, trace_row, traces_frame
 
 COST_SOURCES = "`reasoning_tokens` + `answer_tokens`, or `reasoning_text` + `answer_text`, or `text`"
@@ -61,9 +62,11 @@ class LazyTokenizer:
         return self._get().decode(ids, skip_special_tokens=skip_special_tokens)
 
 
-def load_traces(path: Path, task: Task, model: ModelConfig,
-                tokenizer: Optional[Tokenizer]) -> Tuple[pl.DataFrame, List[str]]:
-    """The file's records for this task and model as a TRACE_SCHEMA frame, plus warnings."""
+def load_traces(path: Path, task: Task, model: ModelConfig, tokenizer: Optional[Tokenizer],
+                label: Optional[str] = None) -> Tuple[pl.DataFrame, List[str]]:
+    """The file's records for this task and model as a TRACE_SCHEMA frame, plus warnings. label: the
+    model's name in the job (`<config>:<effort>` under an effort level), which the records name."""
+    label = label or model.name
     file = _locate(path)
     records, columns = _read(file)
     _require_columns(file, columns)
@@ -73,8 +76,8 @@ def load_traces(path: Path, task: Task, model: ModelConfig,
         warnings.append(f"{file}: ignored column(s) {ignored} (not trace record fields).")
     records = _select(file, records, "task", task.name,
                       "select one of them with task=[...], or correct the file's `task` column.")
-    records = _select(file, records, "model", model.name,
-                      f"run with model=<one of them>, or set `model` to '{model.name}' in the file.")
+    records = _select(file, records, "model", label,
+                      f"run with model=<one of them>, or set `model` to '{label}' in the file.")
 
     items = dict(zip(task.items["item_id"], zip(task.items["target"], task.prompts())))
     keys = [(_item_id(file, where, rec), _natural(file, where, rec, "sample_idx", default=0))
@@ -110,7 +113,7 @@ def load_traces(path: Path, task: Task, model: ModelConfig,
             row = _costs(file, where, rec, model, tokenizer, lambda text, t=target: task.score(text, t))
         except TokenizerUnavailable as exc:
             raise _uncounted(file, records, exc) from exc
-        rows.append({**row, "model": model.name, "task": task.name, "item_id": item, "sample_idx": sample,
+        rows.append({**row, "model": label, "task": task.name, "item_id": item, "sample_idx": sample,
                      "prompt": _text(file, where, rec, "prompt") or prompt, "target": target,
                      "engine": "replay"})
 
@@ -169,8 +172,7 @@ def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, toke
         gen = Generation(text=(answer or "") if split_given else raw, token_ids=None,  # type: ignore[arg-type]
                          prompt_tokens=prompt_tokens, finish_reason=finish, latency_s=latency,
                          reasoning_text=(reasoning or "") if split_given else None)
-        row = trace_row(gen, tokenizer=tokenizer, think_start=model.think_start, think_end=model.think_end,
-                        score=score)
+        row = trace_row(gen, tokenizer=tokenizer, protocol=protocol_for(model), score=score)
     else:
         raise ReplayError(f"{file}: {where} has no cost: give {COST_SOURCES}.")
 
@@ -187,9 +189,18 @@ def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, toke
         raise ReplayError(f"{file}: {where} has neither `correct` nor an `answer_text` to score; add one of them.")
     row["extracted_answer"] = _text(file, where, rec, "extracted_answer") or row["extracted_answer"]
     total = _natural(file, where, rec, "total_tokens")
-    if total is not None and total != row["total_tokens"]:
-        raise ReplayError(f"{file}: {where}: `total_tokens` is {total} but reasoning_tokens + answer_tokens is "
-                          f"{row['total_tokens']}; fix the counts or drop `total_tokens` (it is recomputed).")
+    if total is not None and split_given:  # the total may exceed the parts by the markup (tags, headers)
+        if total < row["reasoning_tokens"] + row["answer_tokens"]:
+            raise ReplayError(f"{file}: {where}: `total_tokens` is {total}, less than reasoning_tokens + answer_tokens "
+                              f"({row['reasoning_tokens'] + row['answer_tokens']}); fix the counts or drop "
+                              "`total_tokens` (it is then their sum).")
+        row["total_tokens"] = total
+    for field, kind in (("effort", str), ("budget_hit", bool), ("cost_source", str)):  # an effort sweep's records
+        value = rec.get(field)
+        if value is not None and not isinstance(value, kind):
+            raise ReplayError(f"{file}: {where}: `{field}` is {value!r}; give a {kind.__name__} (or leave it out).")
+        if value is not None:
+            row[field] = value
     for field in ("usage_prompt_tokens", "usage_completion_tokens", "usage_reasoning_tokens"):
         row[field] = _natural(file, where, rec, field)
     return row

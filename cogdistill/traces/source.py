@@ -10,6 +10,7 @@ only when a record carries texts without token counts.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,11 @@ from typing import Any, Dict, List, Optional, Protocol
 import polars as pl
 from rich.progress import Progress
 
-from cogdistill.config.schema import Config
+from cogdistill.config.schema import Config, SamplingConfig
 from cogdistill.console import console
 from cogdistill.engines.base import Engine, Generation, Request
 from cogdistill.engines.factory import create_engine
+from cogdistill.engines.protocols import EffortPlan
 from cogdistill.engines.tokenizer import ModelTokenizer
 from cogdistill.engines.weights import ResolvedWeights
 from cogdistill.registry import ENGINES
@@ -75,12 +77,13 @@ class LazyEngine:
 
 class CachedGenerations:
     """The generation cache seen from one job: it alone builds the keys (everything that changes
-    a generation: weights, engine and version, rendered prompt, sampling, budget, sample index)."""
+    a generation: weights, engine and version, rendered prompt, sampling, budget, sample index, and
+    an effort level that reaches the server outside the prompt)."""
 
     def __init__(self, cache: GenerationCache, *, weights: str, engine: str, engine_version: str,
-                 job: Config, max_tokens: int):
-        self.cache, self._max_tokens, self._sampling = cache, max_tokens, job.sampling
-        self._fixed = dict(weights=weights, engine=engine, engine_version=engine_version)
+                 job: Config, max_tokens: int, sampling: Optional[SamplingConfig] = None, effort: Optional[str] = None):
+        self.cache, self._max_tokens, self._sampling = cache, max_tokens, sampling or job.sampling
+        self._fixed = dict(weights=weights, engine=engine, engine_version=engine_version, effort=effort)
 
     def key(self, rendered: str, sample: int) -> str:
         s = self._sampling
@@ -97,58 +100,126 @@ class CachedGenerations:
             self.cache.put(self.key(rendered, sample), gen)
 
 
+NOTHING = Generation(text="", token_ids=(), prompt_tokens=0, finish_reason="length", latency_s=0.0)  # budget 0
+
+
 class GeneratedTraces:
     def __init__(self, engine: str, engine_version: str, job: Config, weights: ResolvedWeights, settings: Any,
-                 max_tokens: int, cache_root: Path):
+                 max_tokens: int, cache_root: Path, plan: Optional[EffortPlan] = None, label: Optional[str] = None):
         self.engine, self.engine_version, self.stats = engine, engine_version, SourceStats()
-        self._job, self._max_tokens = job, max_tokens
-        self._tokenizer = ModelTokenizer(job.model, weights)
+        self._job, self._max_tokens, self._plan = job, max_tokens, plan or EffortPlan()
+        self._label = label or job.model.name
+        self._tokenizer = ModelTokenizer(job.model, weights, self._plan)
+        self._protocol = self._tokenizer.protocol
         self._lazy = LazyEngine(engine, job, weights, settings)
         self._cache = GenerationCache(cache_root)
-        self._generations = CachedGenerations(self._cache, weights=weights.fingerprint, engine=engine,
-                                              engine_version=engine_version, job=job, max_tokens=max_tokens)
+        effort = None if self._plan.effort == "default" else self._plan.effort  # default: the keys of before
+
+        def cached(max_tokens: int, sampling: Optional[SamplingConfig] = None) -> CachedGenerations:
+            return CachedGenerations(self._cache, weights=weights.fingerprint, engine=engine,
+                                     engine_version=engine_version, job=job, max_tokens=max_tokens,
+                                     sampling=sampling, effort=effort)
+        self._cached = cached
+        self._generations = cached(max_tokens)
 
     def traces(self, task: Task, progress: Progress) -> pl.DataFrame:
         prompts = task.prompts()
         rendered = [self._tokenizer.render(p) for p in prompts]
-        bar = progress.add_task(f"{self._job.model.name} · {task.name}", total=len(prompts))
         misses_before = self._cache.misses  # before the lookups, which count the misses
-        generations: Dict[int, List[Generation]] = {}
-        todo: List[Request] = []
-        for i, text in enumerate(rendered):
-            cached = self._generations.get(text)
-            if cached is not None:
-                generations[i] = cached
-                progress.advance(bar)
-            else:
-                todo.append(Request(index=i, prompt=prompts[i], rendered=text))
-
-        def on_result(i: int, gens: List[Generation]) -> None:
-            self._generations.put(rendered[i], gens)  # before anything else: a crash later loses nothing
-            generations[i] = gens
-            progress.advance(bar)
-
-        if todo:
-            live = self._lazy.get()  # loading is timed apart from generating
-            began = time.perf_counter()
-            live.generate(todo, self._job.sampling, self._max_tokens, on_result)
-            self.stats.generate_seconds += time.perf_counter() - began
-        frame = self._records(task, prompts, generations)
+        bar = progress.add_task(f"{self._label} · {task.name}", total=len(prompts))
+        if self._plan.budget is None:
+            generations = self._generate(prompts, rendered, self._generations, self._job.sampling, progress, bar)
+            hits: Dict[int, List[Optional[bool]]] = {}
+        else:
+            generations, hits = self._budget_forced(prompts, rendered, progress, bar)
+        frame = self._records(task, prompts, generations, hits)
         if self._cache.misses > misses_before:  # throughput only means something for new generations
             self.stats.generated_tokens += int(frame["total_tokens"].sum())
         self.stats.load_seconds = self._lazy.load_seconds
         self.stats.cache_hits, self.stats.cache_misses = self._cache.hits, self._cache.misses
         return frame
 
-    def _records(self, task: Task, prompts: List[str], generations: Dict[int, List[Generation]]) -> pl.DataFrame:
-        model = self._job.model
+    def _generate(self, prompts: List[str], rendered: List[str], cache: CachedGenerations, sampling: SamplingConfig,
+                  progress: Progress, bar: Any) -> Dict[int, List[Generation]]:
+        """sampling.n generations per rendered prompt, from the cache or the engine."""
+        generations: Dict[int, List[Generation]] = {}
+        todo: List[Request] = []
+        for i, text in enumerate(rendered):
+            found = cache.get(text)
+            if found is not None:
+                generations[i] = found
+                progress.advance(bar)
+            else:
+                todo.append(Request(index=i, prompt=prompts[i], rendered=text))
+
+        def on_result(i: int, gens: List[Generation]) -> None:
+            cache.put(rendered[i], gens)  # before anything else: a crash later loses nothing
+            generations[i] = gens
+            progress.advance(bar)
+
+        if todo:
+            live = self._lazy.get()  # loading is timed apart from generating
+            began = time.perf_counter()
+            live.generate(todo, sampling, cache._max_tokens, on_result)
+            self.stats.generate_seconds += time.perf_counter() - began
+        return generations
+
+    def _budget_forced(self, prompts: List[str], rendered: List[str], progress: Progress, bar: Any):
+        """Budget forcing (s1, arXiv 2501.19393), the same for every engine: think for at most `budget`
+        tokens; a reasoning still open then is closed by the protocol's marker and the answer is
+        generated after it. A reasoning that closed in time keeps its answer (continued if the budget
+        cut it). Returns the joined generations and, per sample, whether the budget cut the reasoning."""
+        budget, sampling, tok = self._plan.budget or 0, self._job.sampling, self._tokenizer
+        answer_budget = self._max_tokens - budget
+        if budget > 0:
+            first = self._generate(prompts, rendered, self._cached(budget), sampling, progress, bar)
+        else:
+            first = {i: [NOTHING] * sampling.n for i in range(len(prompts))}
+        joined: Dict[int, List[Generation]] = {i: list(g) for i, g in first.items()}
+        hits: Dict[int, List[Optional[bool]]] = {i: [False] * len(g) for i, g in first.items()}
+        for sample in range(sampling.n):
+            follow: Dict[int, tuple] = {}
+            for i, gens in first.items():
+                gen = gens[sample]
+                if budget > 0 and gen.finish_reason != "length":
+                    continue  # finished, answer included, within the budget
+                ids = list(gen.token_ids) if gen.token_ids is not None else tok.encode(gen.text)
+                partial = tok.decode(ids, skip_special_tokens=False) if gen.token_ids is not None else gen.text
+                closed = self._protocol.split(gen.text, ids, tok.decode, "length", lambda t: None, self._plan).closed
+                forced = "" if closed else self._protocol.force_close(rendered[i], partial)
+                follow[i] = (rendered[i] + partial + forced, forced, not closed)
+            if not follow:
+                continue
+            once = dataclasses.replace(sampling, n=1, seed=sampling.seed + sample)
+            index = sorted(follow)
+            answers = self._generate([prompts[i] for i in index], [follow[i][0] for i in index],
+                                     self._cached(answer_budget, once), once, progress, progress.add_task(
+                                         f"{self._label} · answers after {budget} thinking tokens", total=len(index)))
+            for k, i in enumerate(index):
+                joined[i][sample] = self._join(first[i][sample], follow[i][1], answers[k][0])
+                hits[i][sample] = follow[i][2]
+        return joined, hits
+
+    def _join(self, head: Generation, forced: str, tail: Generation) -> Generation:
+        """One generation from the thinking part, the forced close and the answer."""
+        tok = self._tokenizer
+        forced_ids = tok.encode(forced) if forced else []
+        ids = None
+        if head.token_ids is not None and tail.token_ids is not None:
+            ids = tuple(head.token_ids) + tuple(forced_ids) + tuple(tail.token_ids)
+        text = head.text + tok.decode(forced_ids) + tail.text
+        return Generation(text=text, token_ids=ids, prompt_tokens=head.prompt_tokens or tail.prompt_tokens,
+                          finish_reason=tail.finish_reason, latency_s=(head.latency_s or 0) + (tail.latency_s or 0))
+
+    def _records(self, task: Task, prompts: List[str], generations: Dict[int, List[Generation]],
+                 hits: Dict[int, List[Optional[bool]]]) -> pl.DataFrame:
         rows: List[dict] = []
         for i, item in enumerate(task.items.iter_rows(named=True)):
             for sample_idx, gen in enumerate(generations[i]):
-                row = trace_row(gen, tokenizer=self._tokenizer, think_start=model.think_start,
-                                think_end=model.think_end, max_tokens=self._max_tokens,
+                row = trace_row(gen, tokenizer=self._tokenizer, protocol=self._protocol, plan=self._plan,
+                                max_tokens=self._max_tokens, budget_hit=hits.get(i, [None] * (sample_idx + 1))[sample_idx],
                                 score=lambda text, target=item["target"]: task.score(text, target))
-                rows.append({"model": model.name, "task": task.name, "item_id": item["item_id"],
+                rows.append({"model": self._label, "task": task.name, "item_id": item["item_id"],
                              "sample_idx": sample_idx, "prompt": prompts[i], "target": item["target"],
                              "engine": self.engine, **row})
         return traces_frame(rows)
@@ -158,31 +229,34 @@ class GeneratedTraces:
 
 
 class ReplayedTraces:
-    def __init__(self, engine: str, engine_version: str, job: Config, weights: ResolvedWeights, path: Optional[str]):
+    def __init__(self, engine: str, engine_version: str, job: Config, weights: ResolvedWeights, path: Optional[str],
+                 plan: Optional[EffortPlan] = None, label: Optional[str] = None):
         from cogdistill.traces.replay import LazyTokenizer
 
         self.engine, self.engine_version, self.stats = engine, engine_version, SourceStats()
         self._job, self._path = job, Path(path) if path else None
+        self._plan, self._label = plan or EffortPlan(), label or job.model.name
         self._tokenizer = LazyTokenizer(lambda: ModelTokenizer(job.model, weights), job.model.name)
 
     def traces(self, task: Task, progress: Progress) -> pl.DataFrame:
         from cogdistill.traces.replay import load_traces
 
-        traces, warnings = load_traces(self._path, task, self._job.model, self._tokenizer)
+        traces, warnings = load_traces(self._path, task, self._job.model, self._tokenizer, self._label)
         for warning in warnings:
             console.print(f"[yellow]replay: {warning}[/]", soft_wrap=True)
-        return traces
+        return traces.with_columns(pl.col("effort").fill_null(self._plan.effort))
 
     def close(self) -> None:
         pass
 
 
 def open_source(engine: str, engine_version: str, job: Config, weights: ResolvedWeights, settings: Any,
-                max_tokens: int, cache_root: Path) -> TraceSource:
+                max_tokens: int, cache_root: Path, plan: Optional[EffortPlan] = None,
+                label: Optional[str] = None) -> TraceSource:
     """The trace source the engine's registry spec names (generate or replay)."""
     kind = ENGINES.spec(engine).source
     if kind == "replay":
-        return ReplayedTraces(engine, engine_version, job, weights, getattr(settings, "path", None))
+        return ReplayedTraces(engine, engine_version, job, weights, getattr(settings, "path", None), plan, label)
     if kind == "generate":
-        return GeneratedTraces(engine, engine_version, job, weights, settings, max_tokens, cache_root)
+        return GeneratedTraces(engine, engine_version, job, weights, settings, max_tokens, cache_root, plan, label)
     raise ValueError(f"engine '{engine}' yields no traces (source {kind!r})")

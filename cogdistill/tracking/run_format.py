@@ -33,7 +33,10 @@ class Tag:
     KIND = "cogdistill.kind"  # one of Kind
     PARENT = "mlflow.parentRunId"  # MLflow's own: a sweep's job -> its parent run
     # what a job ran (also the MLflow UI's columns)
-    MODEL = "model"
+    MODEL = "model"  # the model's label: its config name, `<config>:<effort>` under an effort level
+    CONFIG = "config"  # the model config's name
+    EFFORT = "effort"  # default | none | low | medium | high | budget=<N>
+    PROTOCOL = "protocol"  # the reasoning protocol (cogdistill.engines.protocols)
     ROLE = "role"
     FAMILY = "family"
     TEACHER = "teacher"
@@ -146,10 +149,19 @@ def kind_tags(kind: str) -> Dict[str, str]:
 
 # ------------------------------------------------------------------ job runs: writers
 
-def job_tags(model, engine: str, tasks: Iterable[str], study: str) -> Dict[str, str]:
-    """model: a ModelConfig."""
+def model_label(model_name: str, effort: str) -> str:
+    """A model's name in a job: its config name, with `:<effort>` under an effort level (`=` as `-`:
+    MLflow metric names, which carry it, allow neither `@` nor `=`), so the
+    levels of one model are distinct models to every table, run name and report."""
+    return model_name if effort == "default" else f"{model_name}:{effort.replace('=', '-')}"
+
+
+def job_tags(model, engine: str, tasks: Iterable[str], study: str, *, label: Optional[str] = None,
+             effort: str = "default", protocol: str = "") -> Dict[str, str]:
+    """model: a ModelConfig; label: the model's name in this job (model_label)."""
     tags = {
-        Tag.MODEL: model.name, Tag.ROLE: model.role.value, Tag.FAMILY: model.family,
+        Tag.MODEL: label or model.name, Tag.CONFIG: model.name, Tag.EFFORT: effort, Tag.PROTOCOL: protocol,
+        Tag.ROLE: model.role.value, Tag.FAMILY: model.family,
         Tag.TEACHER: model.teacher or "", Tag.BASE: model.base or "", Tag.ENGINE: engine,
         Tag.TASK: ",".join(tasks), Tag.STUDY: study, Tag.HF_ID: model.hf_id,
         Tag.HOST: socket.gethostname(), Tag.PID: str(os.getpid()), **kind_tags(Kind.JOB),
@@ -357,9 +369,12 @@ def read_task_metrics(run) -> Dict[str, Dict[str, float]]:
 
 
 def read_job_meta(run) -> Dict[str, Optional[str]]:
-    """model, role, family, teacher, base (None when empty) and cost of a job run."""
+    """model (the label), config, effort (None for default or older runs), role, family, teacher,
+    base (None when empty) and cost of a job run."""
     tags = run.data.tags
-    return {"model": tags.get(Tag.MODEL, run.info.run_id), "role": tags.get(Tag.ROLE),
+    effort = tags.get(Tag.EFFORT)
+    return {"model": tags.get(Tag.MODEL, run.info.run_id), "config": tags.get(Tag.CONFIG),
+            "effort": None if effort in (None, "", "default") else effort, "role": tags.get(Tag.ROLE),
             "family": tags.get(Tag.FAMILY), "teacher": tags.get(Tag.TEACHER) or None,
             "base": tags.get(Tag.BASE) or None, "cost": run.data.params.get(PARAM_COST)}
 

@@ -229,6 +229,8 @@ def job_key(raw_cfg: DictConfig) -> str:
     data = OmegaConf.to_container(raw_cfg, resolve=True)
     for volatile in ("tracking", "data", "cache_dir"):
         data.pop(volatile, None)
+    if (data.get("effort") or {}).get("name") == "default":
+        data.pop("effort")  # no effort factor: the key of runs made before it existed
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 

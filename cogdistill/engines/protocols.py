@@ -1,0 +1,286 @@
+"""Reasoning protocols: how a model marks its reasoning, how an effort level reaches it, and how its
+output splits into reasoning and answer. One protocol per model config (`protocol:`), used the same
+way by every engine: the prompt renderer (engines/tokenizer.py), the trace split
+(traces/records.py) and budget forcing (traces/source.py). Docs: Reasoning protocols.
+
+What is counted: reasoning_tokens are the tokens of the reasoning's content and answer_tokens those
+of the answer's content; the markup around them (`<think>`, `</think>`, harmony's channel headers and
+`<|end|>`) counts in total_tokens only, so total = reasoning + answer + markup = every generated token.
+This is also what a server's reasoning parser returns (vLLM's reasoning_content holds no tags), and
+a think block holding only whitespace (Qwen3's non-thinking `<think>\\n\\n</think>`) costs zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from cogdistill.config.schema import ConfigError, EffortConfig, ModelConfig, model_file
+from cogdistill.errors import CogdistillError
+
+Decode = Callable[[Sequence[int]], str]
+AnswerStart = Callable[[str], Optional[int]]  # where the scorer finds the answer in a text, or None
+
+
+class ProtocolError(CogdistillError):
+    pass
+
+
+@dataclass(frozen=True)
+class EffortPlan:
+    """What one effort level does to one model's requests."""
+    effort: str = "default"
+    thinking: bool = True  # False: no reasoning block (its cost is the visible response)
+    template_kwargs: Dict[str, Any] = field(default_factory=dict)  # to the chat template (enable_thinking)
+    request_fields: Dict[str, Any] = field(default_factory=dict)  # to a server (reasoning_effort, ...)
+    harmony_effort: Optional[str] = None  # harmony's system message `Reasoning: <level>`
+    budget: Optional[int] = None  # thinking tokens before budget forcing closes the reasoning
+
+
+@dataclass(frozen=True)
+class Split:
+    reasoning_text: str
+    answer_text: str
+    reasoning_tokens: int
+    answer_tokens: int
+    closed: bool  # the reasoning ended: its close marker came, or there was no reasoning block
+
+
+def tokens_before(ids: Sequence[int], split: int, text: str, decode: Decode) -> int:
+    """Smallest k such that decode(ids[:k]) covers text[:split] (binary search over prefixes)."""
+    if split <= 0:
+        return 0
+    if split >= len(text):
+        return len(ids)
+    lo, hi = 0, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(decode(ids[:mid])) >= split:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def answer_line_start(text: str, answer_start: Optional[int]) -> int:
+    """Without a close marker, the answer is the line holding the scorer's answer (docs: Traces)."""
+    return len(text) if answer_start is None else text.rfind("\n", 0, answer_start) + 1
+
+
+def span_split(text: str, ids: Sequence[int], decode: Decode, r0: int, r1: int, a0: int, closed: bool) -> Split:
+    """Reasoning text[r0:r1], answer text[a0:], counted on the generated ids."""
+    at = tokens_before(ids, a0, text, decode)
+    reasoning, answer = text[r0:r1], text[a0:]
+    r_count = tokens_before(ids, r1, text, decode) - tokens_before(ids, r0, text, decode) if reasoning.strip() else 0
+    return Split(reasoning, answer, r_count, len(ids) - at if answer.strip() else 0, closed)
+
+
+class Plain:
+    """No reasoning block (instruct models): the visible response is the reasoning; the answer is
+    the line holding the scorer's answer."""
+    name = "plain"
+    levels: tuple = ()
+    close_marker: Optional[str] = None  # the text (special tokens spelled out) that ends the reasoning
+
+    def __init__(self, model: ModelConfig):
+        self.model = model
+
+    def plan(self, effort: EffortConfig) -> EffortPlan:
+        if effort.name != "default":
+            raise ConfigError(f"{model_file(self.model.name)}: effort={effort.name} needs a reasoning protocol; "
+                              f"model '{self.model.name}' has `protocol: {self.name}` (no reasoning block): run it "
+                              "with effort=default.")
+        return EffortPlan()
+
+    def split(self, text: str, ids: Sequence[int], decode: Decode, finish: str, answer_start: AnswerStart,
+              plan: EffortPlan) -> Split:
+        a0 = answer_line_start(text, answer_start(text))
+        return span_split(text, ids, decode, 0, a0, a0, closed=True)
+
+    def force_close(self, rendered: str, partial: str) -> str:
+        raise ProtocolError(f"model '{self.model.name}' has no reasoning block to close")
+
+
+class ThinkTags(Plain):
+    """`<think> ... </think>` then the answer; `<think>` may come from the chat template (R1-distill:
+    the output holds only `</think>`) or from the model (QwQ, Qwen3, Phi-4-reasoning)."""
+    name = "think_tags"
+
+    def __init__(self, model: ModelConfig):
+        super().__init__(model)
+        self.start, self.end = model.think_start, model.think_end or "</think>"
+        self.close_marker = self.end
+
+    def plan(self, effort: EffortConfig) -> EffortPlan:
+        if effort.name == "default":
+            return EffortPlan()
+        if effort.level == "none":  # budget forcing with no budget: close the block at once (NoThinking)
+            return EffortPlan(effort="none", budget=0)
+        if effort.budget is not None:
+            return EffortPlan(effort=effort.name, budget=effort.budget)
+        raise self._no_levels(effort)
+
+    def _no_levels(self, effort: EffortConfig) -> ConfigError:
+        return ConfigError(
+            f"{model_file(self.model.name)}: model '{self.model.name}' (protocol {self.name}) has no effort levels, "
+            f"so effort={effort.name} cannot apply: use effort=budget=<N> (a thinking-token budget) or effort=none "
+            "(the block closed at once); levels low/medium/high are for protocol harmony (gpt-oss) and "
+            "server_count (hosted APIs).")
+
+    def split(self, text: str, ids: Sequence[int], decode: Decode, finish: str, answer_start: AnswerStart,
+              plan: EffortPlan) -> Split:
+        lead = len(text) - len(text.lstrip())
+        r0 = lead + len(self.start) if self.start and text[lead:].startswith(self.start) else 0
+        end = text.find(self.end, r0)
+        if end >= 0:
+            return span_split(text, ids, decode, r0, end, end + len(self.end), closed=True)
+        if finish == "length":  # cut inside the reasoning: no answer
+            return span_split(text, ids, decode, r0, len(text), len(text), closed=False)
+        a0 = max(r0, answer_line_start(text, answer_start(text)))
+        return span_split(text, ids, decode, r0, a0, a0, closed=False)
+
+    def force_close(self, rendered: str, partial: str) -> str:
+        for k in range(len(self.end) - 1, 0, -1):  # the budget cut the close tag itself: complete it
+            if partial.endswith(self.end[:k]):
+                return self.end[k:] + "\n\n"
+        opened = bool(self.start) and (rendered.rstrip().endswith(self.start) or self.start in partial)
+        return ("" if opened or not self.start else self.start) + self.end + "\n\n"  # s1: just the delimiter
+
+
+class Qwen3(ThinkTags):
+    """Qwen3's hybrid thinking: the same weights think or not, switched by the chat template's
+    `enable_thinking` (and a vLLM server's `chat_template_kwargs`). Thinking off, the template puts
+    an empty block in the prompt: the output is all answer and costs zero reasoning tokens."""
+    name = "qwen3"
+
+    def plan(self, effort: EffortConfig) -> EffortPlan:
+        if effort.level == "none":
+            switch = {"enable_thinking": False}
+            return EffortPlan(effort="none", thinking=False, template_kwargs=switch,
+                              request_fields={"chat_template_kwargs": switch})
+        if effort.name != "default" and effort.budget is None:
+            raise self._no_levels(effort)
+        switch = {"enable_thinking": True}
+        return EffortPlan(effort=effort.name, template_kwargs=switch, request_fields={"chat_template_kwargs": switch},
+                          budget=effort.budget)
+
+    def _no_levels(self, effort: EffortConfig) -> ConfigError:
+        return ConfigError(
+            f"{model_file(self.model.name)}: Qwen3 thinks or not, it has no effort levels: effort={effort.name} "
+            "cannot apply to model '{0}'; use effort=none (thinking off), effort=default (on) or "
+            "effort=budget=<N> (a thinking-token budget).".format(self.model.name))
+
+    def split(self, text: str, ids: Sequence[int], decode: Decode, finish: str, answer_start: AnswerStart,
+              plan: EffortPlan) -> Split:
+        if not plan.thinking and self.end not in text:
+            return span_split(text, ids, decode, 0, 0, 0, closed=True)
+        return super().split(text, ids, decode, finish, answer_start, plan)
+
+
+class ServerCount(Plain):
+    """A hosted API that reasons out of sight: it returns the answer and only a count of reasoning
+    tokens (usage.completion_tokens_details.reasoning_tokens). That count is the cost, marked
+    `cost_source: server` in every trace and in the report; effort goes as `reasoning_effort`."""
+    name = "server_count"
+    levels = ("low", "medium", "high")
+
+    def plan(self, effort: EffortConfig) -> EffortPlan:
+        if effort.name == "default":
+            return EffortPlan()
+        if effort.level in self.levels:
+            return EffortPlan(effort=effort.name, request_fields={"reasoning_effort": effort.level})
+        raise ConfigError(f"{model_file(self.model.name)}: model '{self.model.name}' reasons on the server (protocol "
+                          f"server_count): effort={effort.name} cannot reach it; use effort=low, medium or high "
+                          "(sent as reasoning_effort).")
+
+    def split(self, text: str, ids: Sequence[int], decode: Decode, finish: str, answer_start: AnswerStart,
+              plan: EffortPlan) -> Split:
+        return span_split(text, ids, decode, 0, 0, 0, closed=finish != "length" or bool(text.strip()))
+
+
+class Harmony(Plain):
+    """gpt-oss's harmony format: reasoning in the `analysis` channel (and `commentary`), the answer in
+    `final`; rendered and parsed with the openai-harmony package, effort as the system message's
+    `Reasoning: low|medium|high`. Counts are over the channels' content tokens, not their headers."""
+    name = "harmony"
+    levels = ("low", "medium", "high")
+    close_marker = "<|channel|>final"
+
+    def plan(self, effort: EffortConfig) -> EffortPlan:
+        if effort.name == "default":
+            return EffortPlan()
+        if effort.level in self.levels:
+            return EffortPlan(effort=effort.name, harmony_effort=effort.level,
+                              request_fields={"reasoning_effort": effort.level})
+        if effort.budget is not None:
+            return EffortPlan(effort=effort.name, budget=effort.budget)
+        raise ConfigError(f"{model_file(self.model.name)}: gpt-oss always reasons: effort={effort.name} cannot apply "
+                          f"to model '{self.model.name}'; use effort=low, medium, high or budget=<N>.")
+
+    def render(self, prompt: str, plan: EffortPlan) -> str:
+        from openai_harmony import Conversation, DeveloperContent, Message, ReasoningEffort, Role, SystemContent
+
+        system = SystemContent.new()
+        if plan.harmony_effort:
+            system = system.with_reasoning_effort(ReasoningEffort(plan.harmony_effort.capitalize()))
+        messages = [Message.from_role_and_content(Role.SYSTEM, system)]
+        if self.model.system_prompt:
+            messages.append(Message.from_role_and_content(
+                Role.DEVELOPER, DeveloperContent.new().with_instructions(self.model.system_prompt)))
+        messages.append(Message.from_role_and_content(Role.USER, prompt))
+        enc = harmony_encoding()
+        return enc.decode(enc.render_conversation_for_completion(Conversation.from_messages(messages), Role.ASSISTANT))
+
+    def split(self, text: str, ids: Sequence[int], decode: Decode, finish: str, answer_start: AnswerStart,
+              plan: EffortPlan) -> Split:
+        from openai_harmony import Role, StreamableParser, StreamState
+
+        parser = StreamableParser(harmony_encoding(), role=Role.ASSISTANT)
+        kept: Dict[str, List[int]] = {"reasoning": [], "answer": []}
+        final_started = False
+        for tok in ids:
+            in_content = parser.state == StreamState.CONTENT
+            try:
+                parser.process(tok)
+            except Exception as exc:  # noqa: BLE001 - the Rust parser raises HarmonyError for malformed output
+                raise ProtocolError(f"model '{self.model.name}': output is not harmony format ({exc}); check "
+                                    "`protocol:` in its config") from None
+            channel = parser.current_channel or ""
+            final_started = final_started or channel == "final"
+            if in_content and parser.state == StreamState.CONTENT:
+                kept["answer" if channel == "final" else "reasoning"].append(tok)
+        enc = harmony_encoding()
+        return Split(enc.decode(kept["reasoning"]), enc.decode(kept["answer"]), len(kept["reasoning"]),
+                     len(kept["answer"]), closed=final_started)
+
+    def force_close(self, rendered: str, partial: str) -> str:
+        if "<|channel|>" not in partial:  # nothing generated yet: straight to the answer
+            return "<|channel|>final<|message|>"
+        if partial.endswith(("<|end|>",)):
+            return "<|start|>assistant<|channel|>final<|message|>"
+        return "<|end|><|start|>assistant<|channel|>final<|message|>"
+
+
+def protocol_name(model: ModelConfig) -> str:
+    """`protocol:`, or what the think tags imply for configs written before it existed."""
+    return model.protocol or ("think_tags" if model.think_end else "plain")
+
+
+def protocol_for(model: ModelConfig) -> Plain:
+    from cogdistill.registry import PROTOCOLS
+
+    return PROTOCOLS.load(protocol_name(model))(model)
+
+
+_ENCODING = None
+
+
+def harmony_encoding():
+    """gpt-oss's encoding (o200k_harmony), loaded once; its vocabulary file comes from
+    cogdistill.engines.harmony_vocab (no download at run time)."""
+    global _ENCODING
+    if _ENCODING is None:
+        from cogdistill.engines.harmony_vocab import load_encoding
+
+        _ENCODING = load_encoding()
+    return _ENCODING
