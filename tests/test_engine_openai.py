@@ -339,3 +339,28 @@ def test_vllm_server_matches_transformers_token_for_token(tiny, vllm_server):
             assert gen.finish_reason == expected[i][0].finish_reason, (api, i)
             assert gen.prompt_tokens == expected[i][0].prompt_tokens  # server's usage.prompt_tokens
             assert gen.usage["completion_tokens"] == len(gen.token_ids) + (gen.finish_reason == "stop")
+
+
+def test_a_hosted_model_gets_its_effort_and_its_reported_reasoning_is_the_cost(tiny, serve):
+    """protocol server_count (an API that reasons out of sight) at effort=high: the request carries
+    reasoning_effort, and the server's reasoning-token count is the cost, marked as the server's."""
+    import dataclasses
+
+    from cogdistill.config.schema import Config, EffortConfig, SamplingConfig, TrackingConfig
+    from cogdistill.engines.protocols import protocol_for
+    from cogdistill.job_plan import effort_settings
+
+    cfg, weights, tok = tiny
+    hosted = dataclasses.replace(cfg, protocol="server_count")
+    plan = protocol_for(hosted).plan(EffortConfig(name="high", level="high"))
+    job = Config(model=hosted, engine=OpenAIEngineConfig(), sampling=SamplingConfig(), tracking=TrackingConfig())
+    settings = effort_settings(OpenAIEngineConfig(extra_body={"top_k": 5}), plan, job, 64)
+    usage = {"prompt_tokens": 9, "completion_tokens": 405, "completion_tokens_details": {"reasoning_tokens": 388}}
+    server = serve(lambda body, _: ok(chat_reply(["The answer is 56."], usage=usage)))
+    (gen,) = run(engine_for(tiny, server, extra_body=settings.extra_body), requests_for(tok)[1:2])[1]
+    assert server.seen[0][1]["reasoning_effort"] == "high" and server.seen[0][1]["top_k"] == 5
+    row = trace_row(gen, tokenizer=tok, protocol=protocol_for(hosted), plan=plan,
+                    score=lambda text: score_integer(text, "56"))
+    assert (row["reasoning_tokens"], row["cost_source"], row["effort"]) == (388, "server", "high")
+    assert row["answer_tokens"] == len(tok.encode("The answer is 56.")) and row["correct"]
+    assert row["usage_reasoning_tokens"] == 388 and not row["token_count_mismatch"]
