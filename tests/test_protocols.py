@@ -254,3 +254,44 @@ def test_a_replayed_effort_sweep_recovers_the_simulated_truth(tmp_path):
     assert metrics["report/effort/sim-oss/task-0/bf01"] == pytest.approx(cell["bf01"])
     assert "report/effort.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "report/figures")} or \
         any(a.path.endswith("effort.png") for a in client.list_artifacts(parent.info.run_id, "report/figures"))
+
+
+# ---- harmony: the in-suite split against vLLM's own harmony parser (what `vllm serve` returns for gpt-oss)
+
+HARMONY_CASES = {
+    "analysis, then final": "<|channel|>analysis<|message|>Seven eights are fifty-six.<|end|>"
+                            "<|start|>assistant<|channel|>final<|message|>The answer is 56.<|return|>",
+    "a preamble on commentary": "<|channel|>analysis<|message|>Seven eights.<|end|><|start|>assistant"
+                                "<|channel|>commentary<|message|>Let me answer.<|end|><|start|>assistant"
+                                "<|channel|>final<|message|>The answer is 56.<|return|>",
+    "cut inside the analysis": "<|channel|>analysis<|message|>Seven eights are",
+    "closed by budget forcing": "<|channel|>analysis<|message|>Seven eights are<|end|><|start|>assistant"
+                                "<|channel|>final<|message|>56",
+    "final only (budget 0)": "<|channel|>final<|message|>The answer is 56.<|return|>",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HARMONY_CASES))
+def test_harmony_split_matches_vllms_harmony_parser(harmony, case):
+    """vLLM's gpt-oss serving path (vllm.parser.harmony.HarmonyParser with GptOssReasoningParser) on the
+    same token ids: the same reasoning and answer texts, and its reasoning-token count is ours."""
+    pytest.importorskip("vllm")
+    from vllm.parser.harmony import HarmonyParser
+    from vllm.reasoning.gptoss_reasoning_parser import GptOssReasoningParser
+
+    from cogdistill.engines.tokenizer import _HarmonyTokenizer
+
+    class GptOssServing(HarmonyParser):  # what --reasoning-parser openai_gptoss selects
+        reasoning_parser_cls = GptOssReasoningParser
+
+    class NoVocab:  # the parsers read harmony ids, not the tokenizer's vocabulary
+        def get_vocab(self):
+            return {}
+
+    ids = harmony.encode(HARMONY_CASES[case], allowed_special="all")
+    reasoning, content, tools = GptOssServing(NoVocab()).parse("", None, model_output_token_ids=ids)
+    tok = _HarmonyTokenizer()
+    finish = "stop" if HARMONY_CASES[case].endswith("<|return|>") else "length"
+    r = row("harmony", tok.decode(ids), ids=ids, tokenizer=tok, finish=finish)
+    assert (r["reasoning_text"], r["answer_text"]) == (reasoning or "", content or "") and tools is None
+    assert r["reasoning_tokens"] == GptOssServing(NoVocab()).count_reasoning_tokens(ids)

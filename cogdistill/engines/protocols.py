@@ -199,9 +199,10 @@ class ServerCount(Plain):
 
 
 class Harmony(Plain):
-    """gpt-oss's harmony format: reasoning in the `analysis` channel (and `commentary`), the answer in
-    `final`; rendered and parsed with the openai-harmony package, effort as the system message's
-    `Reasoning: low|medium|high`. Counts are over the channels' content tokens, not their headers."""
+    """gpt-oss's harmony format: reasoning in the `analysis` channel, the answer in `final` (and in
+    `commentary` addressed to no tool, as vLLM reads it); rendered and parsed with the openai-harmony
+    package, effort as the system message's `Reasoning: low|medium|high`. Counts are over the
+    channels' content tokens, not their headers; tool calls count in the total only."""
     name = "harmony"
     levels = ("low", "medium", "high")
     close_marker = "<|channel|>final"
@@ -236,7 +237,7 @@ class Harmony(Plain):
         from openai_harmony import Role, StreamableParser, StreamState
 
         parser = StreamableParser(harmony_encoding(), role=Role.ASSISTANT)
-        kept: Dict[str, List[int]] = {"reasoning": [], "answer": []}
+        parts: Dict[tuple, List[int]] = {}  # (message index, "reasoning" | "answer") -> content ids
         final_started = False
         for tok in ids:
             in_content = parser.state == StreamState.CONTENT
@@ -245,13 +246,26 @@ class Harmony(Plain):
             except Exception as exc:  # noqa: BLE001 - the Rust parser raises HarmonyError for malformed output
                 raise ProtocolError(f"model '{self.model.name}': output is not harmony format ({exc}); check "
                                     "`protocol:` in its config") from None
-            channel = parser.current_channel or ""
-            final_started = final_started or channel == "final"
-            if in_content and parser.state == StreamState.CONTENT:
-                kept["answer" if channel == "final" else "reasoning"].append(tok)
+            final_started = final_started or parser.current_channel == "final"
+            kind = self._kind(parser.current_channel, parser.current_recipient)
+            if kind and in_content and parser.state == StreamState.CONTENT:
+                parts.setdefault((len(parser.messages), kind), []).append(tok)
         enc = harmony_encoding()
-        return Split(enc.decode(kept["reasoning"]), enc.decode(kept["answer"]), len(kept["reasoning"]),
-                     len(kept["answer"]), closed=final_started)
+
+        def text(kind: str) -> str:  # one message per line, as vLLM's harmony parser joins them
+            return "\n".join(enc.decode(t) for (_, k), t in sorted(parts.items()) if k == kind)
+
+        def count(kind: str) -> int:
+            return sum(len(t) for (_, k), t in parts.items() if k == kind)
+        return Split(text("reasoning"), text("answer"), count("reasoning"), count("answer"), closed=final_started)
+
+    @staticmethod
+    def _kind(channel: Optional[str], recipient: Optional[str]) -> Optional[str]:
+        """As vLLM's harmony parser reads channels: analysis is reasoning; final, and commentary
+        addressed to no tool (a preamble to the user), are the answer; tool calls are neither."""
+        if recipient:
+            return None
+        return {"analysis": "reasoning", "final": "answer", "commentary": "answer"}.get(channel or "")
 
     def force_close(self, rendered: str, partial: str) -> str:
         if "<|channel|>" not in partial:  # nothing generated yet: straight to the answer
