@@ -295,3 +295,42 @@ def test_harmony_split_matches_vllms_harmony_parser(harmony, case):
     r = row("harmony", tok.decode(ids), ids=ids, tokenizer=tok, finish=finish)
     assert (r["reasoning_text"], r["answer_text"]) == (reasoning or "", content or "") and tools is None
     assert r["reasoning_tokens"] == GptOssServing(NoVocab()).count_reasoning_tokens(ids)
+
+
+def test_budget_forcing_in_harmony_closes_the_analysis_and_opens_the_final_channel(monkeypatch, tmp_path, task,
+                                                                                  harmony):
+    """gpt-oss under budget=8 through a trace source, on the real o200k_harmony tokens: the analysis
+    channel cut at the budget, closed by `<|end|><|start|>assistant<|channel|>final<|message|>`, the
+    answer on the final channel; effort=low reaches the system message."""
+    from rich.progress import Progress
+
+    from cogdistill.engines.tokenizer import _HarmonyTokenizer
+    from cogdistill.traces import source
+
+    m = model("harmony")
+    proto, tok = protocol_for(m), _HarmonyTokenizer()
+    thought = " ".join(["seven times eight"] * 6)
+    header = "<|channel|>analysis<|message|>"
+
+    def script(prompt):
+        return f"{header}{thought}<|end|><|start|>assistant<|channel|>final<|message|>{answer_of(prompt)}<|return|>"
+
+    for name, budget in (("budget=8", 8), ("low", None)):
+        plan = proto.plan(effort(name))
+        engine = ScriptedEngine(script, lambda p: answer_of(p) + "<|return|>", tok,
+                                render=lambda p, plan=plan: proto.render(p, plan), stop="<|return|>")
+        monkeypatch.setattr(source, "create_engine", lambda *a, **k: engine)
+        job = Config(model=m, engine=OpenAIEngineConfig(api="completions"), sampling=SamplingConfig(),
+                     tracking=TrackingConfig(enabled=False))
+        weights = type("W", (), {"fingerprint": "w", "path": "-", "revision": None})()
+        src = source.GeneratedTraces("scripted", "1", job, weights, None, 200, tmp_path / name, plan, f"oss:{name}")
+        with Progress(disable=True) as progress:
+            frame = src.traces(task, progress)
+        content = len(harmony.encode(thought))
+        if budget is None:  # effort=low: no forcing, the whole analysis, the system message says low
+            assert "Reasoning: low" in proto.render("x", plan)
+            assert frame["reasoning_tokens"].to_list() == [content] * 6 and frame["budget_hit"].is_null().all()
+        else:  # the header's 3 tokens are markup: 5 content tokens fit in the budget of 8
+            assert frame["reasoning_tokens"].to_list() == [budget - 3] * 6 and frame["budget_hit"].all()
+        assert frame["correct"].all() and not frame["censored"].any()
+        assert frame["answer_text"].to_list() == [answer_of(p) for p in task.prompts()]
