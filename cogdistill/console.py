@@ -1,11 +1,23 @@
-"""One rich console for the whole package, so progress bars and tables never interleave."""
+"""One rich console for the whole package, so progress bars and tables never interleave.
+
+`console` is made on first use (rich costs a tenth of `--cfg job`'s start-up, which prints no table)."""
 
 import sys
+from typing import Any
 
-from rich.console import Console
 
-# Logs and CI have no terminal width; rich would wrap every table at 80 columns there.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+def _make_console():
+    from rich.console import Console
+
+    # Logs and CI have no terminal width; rich would wrap every table at 80 columns there.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "console":
+        made = globals()["console"] = _make_console()  # later lookups find it without this hook
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def quiet_third_party() -> None:

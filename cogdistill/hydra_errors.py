@@ -19,6 +19,10 @@ def hydra_problem(exc: BaseException) -> Optional[str]:
         return None
     import yaml
 
+    if isinstance(exc, ValueError) and str(exc).startswith("Only one of --run, --multirun"):
+        # Hydra's own argument check, raised as a plain ValueError: `-m ... --cfg job` and the like
+        return (f"{str(exc).rstrip('.')}. To see a sweep's jobs, run it with engine=dry instead of --cfg; "
+                "to see one job's config, drop -m.")
     if not isinstance(exc, (HydraException, OmegaConfBaseException, MissingConfigException, OverrideParseException,
                             yaml.YAMLError)):
         return None

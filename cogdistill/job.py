@@ -26,6 +26,7 @@ from cogdistill.stats import reliability
 from cogdistill.tasks.load import Task
 from cogdistill.traces.source import TraceSource, open_source
 from cogdistill.tracking import run_format
+from cogdistill.tracking.job_figure import BackgroundFigures
 from cogdistill.tracking.store import JobRun
 
 
@@ -54,10 +55,16 @@ def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
             max_tokens=plan.max_tokens, cost=plan.cost, censored=job.analysis.censored,
             engine_settings=dataclasses.asdict(plan.settings), sampling=dataclasses.asdict(job.sampling),
             tasks=plan.tasks))
+        # several tasks: each figure is drawn in a worker while the job goes on (one task: no worker to start)
+        figures = BackgroundFigures() if run.enabled and len(plan.tasks) > 1 else None
         try:
-            results, per_task, all_traces, ceilings = _run_tasks(plan, source, run)
+            results, per_task, all_traces, ceilings = _run_tasks(plan, source, run, figures)
+            if figures is not None:
+                run.log_files(figures.files())
         finally:
             source.close()
+            if figures is not None:
+                figures.close()
         done = source.stats
         summary = run_format.summary_metrics(
             [a.r for a in results.values()],
@@ -75,7 +82,7 @@ def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
     return results
 
 
-def _run_tasks(plan: JobPlan, source: TraceSource, run: JobRun):
+def _run_tasks(plan: JobPlan, source: TraceSource, run: JobRun, figures: Optional[BackgroundFigures] = None):
     """Each task in turn: traces, per-item costs, alignment, noise ceiling; logged as it finishes."""
     analysis = plan.job.analysis
     results: Dict[str, stats.Alignment] = {}
@@ -93,13 +100,26 @@ def _run_tasks(plan: JobPlan, source: TraceSource, run: JobRun):
             all_traces.append(traces)
             ceilings[task.name] = task_ceiling(task, traces, plan.cost, analysis.censored, al.r)
             # metrics, artifacts, the human items as a dataset input, the generations as MLflow traces
-            run_format.log_task(run, plan.label, task, traces, per_item, al, plan.cost, ceilings[task.name])
+            run_format.log_task(run, plan.label, task, traces, per_item, al, plan.cost, ceilings[task.name], figures)
     return results, per_task, all_traces, ceilings
 
 
 def task_ceiling(task: Task, traces: pl.DataFrame, cost: str, censored: str, r: float) -> dict:
     """Human split-half reliability (trials with participant ids), the cost's over samples (when
     there are >= 2 per item), the noise ceiling and r / ceiling, as the report computes them."""
-    human = reliability.human_split_half(task.trials, task.config.difficulty.measure)
+    human = _human_split_half(task)
     used = stats.censoring_filter(traces, censored).select("item_id", "sample_idx", pl.col(cost).alias("cost"))
     return reliability.cell_ceiling(r, human, reliability.model_split_half(used))
+
+
+_HUMAN: Dict[int, tuple] = {}  # id(trials) -> (trials, measure, result): a sweep's jobs share each task's human data
+
+
+def _human_split_half(task: Task) -> dict:
+    """The task's human split-half reliability (seeded: the same for every job), computed once per
+    process for each loaded task (tasks.load shares a task between the jobs of a sweep)."""
+    measure = task.config.difficulty.measure
+    held = _HUMAN.get(id(task.trials))
+    if held is None or held[0] is not task.trials or held[1] != measure:
+        held = _HUMAN[id(task.trials)] = (task.trials, measure, reliability.human_split_half(task.trials, measure))
+    return dict(held[2])

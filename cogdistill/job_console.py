@@ -13,7 +13,7 @@ from cogdistill.console import console
 from cogdistill.engines.factory import resolve_engine_name
 from cogdistill.stats import correlation as stats
 from cogdistill.tasks.load import Task
-from cogdistill.tracking.store import JobRun
+from cogdistill.tracking.store import JobRun, shown_uri
 
 
 def print_plan(job: Config, tasks: List[Task], max_tokens: int) -> None:
@@ -72,7 +72,7 @@ def print_summary(model: str, engine: str, results: Dict[str, stats.Alignment], 
                       f"({summary['gen_tokens_per_s']:.1f} tok/s)")
     console.print(f"generation cache: {summary['cache_hits']} hits, {summary['cache_misses']} misses")
     if run.enabled:
-        console.print(f"MLflow run {run.run_id} (experiment {run.experiment_id}) at {run.uri}")
+        console.print(f"MLflow run {run.run_id} (experiment {run.experiment_id}) at {shown_uri(run.uri)}")
 
 
 def print_warnings(model: str, traces: pl.DataFrame, max_tokens: int) -> None:

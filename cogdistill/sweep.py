@@ -280,7 +280,7 @@ def launch(sweeper: Any, batch: Sequence[Sequence[str]], first: int) -> Sequence
         name = type(sweeper.launcher).__name__
         raise LauncherError(f"the sweep's launcher ({name}, hydra/launcher=...) cannot start jobs here: "
                             f"{type(exc).__name__}: {exc}. Use hydra/launcher=local to run the jobs on this machine, "
-                            "or start the sweep where that launcher works (a SLURM login node, a Ray cluster).") from None
+                            "or start the sweep where that launcher works (a SLURM login node).") from None
 
 
 def varying(jobs: List[List[str]]) -> List[List[str]]:
@@ -291,6 +291,33 @@ def varying(jobs: List[List[str]]) -> List[List[str]]:
     return [[o for o in job if o not in common] for job in jobs]
 
 
+class ComposedOnce:
+    """The sweep's config loader, keeping each job's composed config: the preflight composes every
+    job and the launcher would compose it again (a few tenths of a second per job). Each caller
+    gets its own copy: the launcher writes hydra.job.num into it, the preflight deletes `hydra`."""
+
+    def __init__(self, loader: Any):
+        self._loader = loader
+        self._composed: Dict[Any, Any] = {}
+
+    @classmethod
+    def wrap(cls, loader: Any) -> Any:
+        return loader if isinstance(loader, cls) else cls(loader)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_loader", "_composed"):  # unpickling (hydra/launcher=local)
+            raise AttributeError(name)
+        return getattr(self._loader, name)
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: List[str]) -> DictConfig:
+        import copy
+
+        key = (id(master_config), tuple(sweep_overrides))
+        if key not in self._composed:
+            self._composed[key] = (master_config, self._loader.load_sweep_config(master_config, list(sweep_overrides)))
+        return copy.deepcopy(self._composed[key][1])
+
+
 def sweep(sweeper: Any, arguments: List[str]) -> SweepResult:
     """The body of CogdistillSweeper.sweep (a BasicSweeper): see the module docstring."""
     global LAST_RESULT
@@ -299,7 +326,7 @@ def sweep(sweeper: Any, arguments: List[str]) -> SweepResult:
     from cogdistill.console import console
     from cogdistill.preflight import check_jobs, raise_for_problems
 
-    loader = sweeper.hydra_context.config_loader
+    loader = sweeper.hydra_context.config_loader = ComposedOnce.wrap(sweeper.hydra_context.config_loader)
     params = sweeper._parse_config() + list(arguments)
     sweeper.overrides = sweeper.split_arguments(OverridesParser.create(config_loader=loader).parse_overrides(params),
                                                 sweeper.max_batch_size)

@@ -290,3 +290,13 @@ def test_a_launcher_that_cannot_start_jobs_here_is_named_with_the_way_out():
 
     expect(LauncherError, lambda: launch(SimpleNamespace(launcher=NoCluster()), [["model=a"]], 0),
            "NoCluster", "cannot start jobs here", "srun", "hydra/launcher=local")
+
+
+def test_multirun_with_cfg_is_bad_input_with_the_fix(tmp_path):
+    """Hydra refuses `-m` with `--cfg` by a plain ValueError: a usage mistake (exit 2), not an internal error."""
+    proc = subprocess.run([sys.executable, "-m", "cogdistill", "-m", "model=demo-smollm2-135m", "--cfg", "job"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "Only one of --run, --multirun, --cfg" in out and "engine=dry" in out and "drop -m" in out, out
+    assert "internal error" not in out and "Traceback" not in out, out

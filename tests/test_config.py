@@ -93,18 +93,44 @@ def test_env_vars_feed_the_mirror_and_cache(monkeypatch, tmp_path):
     assert validate(compose(["data.mirror=/elsewhere"])).data.mirror == "/elsewhere"  # the override wins
 
 
-@pytest.mark.parametrize("launcher,plugin", [("local", "hydra_plugins.cogdistill_launcher"),
-                                             ("slurm", "hydra_plugins.hydra_submitit_launcher"),
-                                             ("ray", "hydra_plugins.hydra_ray_launcher")])
+LAUNCHER_PRESETS = [("local", "hydra_plugins.cogdistill_launcher"), ("slurm", "hydra_plugins.hydra_submitit_launcher")]
+
+
+def test_every_launcher_preset_is_tested():
+    """A preset nobody runs rots (the old `ray` one could not even compose): each one in
+    conf/hydra/launcher/ is composed below and run by a sweep test (local: tests/test_sweeps.py; slurm: the one-node SLURM cluster of tests/helpers/slurm_cluster.py)."""
+    from cogdistill.config.schema import CONF_DIR
+
+    assert sorted(p.stem for p in (CONF_DIR / "hydra" / "launcher").glob("*.yaml")) == sorted(
+        name for name, _ in LAUNCHER_PRESETS)
+
+
+def test_the_removed_ray_preset_is_a_bad_input_naming_the_launchers(tmp_path):
+    """hydra/launcher=ray was removed (docs/scale-out.md says why): old commands get exit 2 and the choices."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COGDISTILL_OUTPUT_DIR": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
+    proc = subprocess.run([sys.executable, "-m", "cogdistill", "-m", "hydra/launcher=ray"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 2, said[-4000:]
+    assert "hydra/launcher=ray" in said and "local" in said and "slurm" in said and "Traceback" not in said
+
+
+@pytest.mark.parametrize("launcher,plugin", LAUNCHER_PRESETS)
 def test_launcher_presets_compose(launcher, plugin):
     import importlib.util
 
     from hydra import compose as hydra_compose, initialize_config_dir
 
     from cogdistill.config.schema import CONF_DIR
+    from cogdistill.config.validate import register_schemas
 
     if importlib.util.find_spec(plugin) is None:
         pytest.skip(f"{plugin} not installed")
+    register_schemas()  # as the command does: the engine and model schemas live in the ConfigStore
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = hydra_compose(config_name="config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")

@@ -31,11 +31,23 @@ ENGINE_SCHEMAS: Dict[str, type] = engine_settings_schemas()
 def register_schemas() -> None:
     from hydra.core.config_store import ConfigStore
 
+    share_config_store()
     cs = ConfigStore.instance()
     cs.store(name="cogdistill_schema", node=Config)
     for name, schema in ENGINE_SCHEMAS.items():
         cs.store(group="schema/engine", name=name, node=_open_free_form_dicts(OmegaConf.structured(schema)))
     register_budgets()
+
+
+def share_config_store() -> None:
+    """Hydra deep-copies its config repository for each composition and for each group that `--help`
+    lists (CachingConfigRepository), and with it the ConfigStore singleton and every schema stored
+    there: most of what `--help` costs beyond a bare Hydra app, and a share of each sweep job's
+    composition. Composition never writes to the store (ConfigStore.load hands out a copy of the
+    node it loads), so those copies can share the one store."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.__deepcopy__ = lambda self, memo: self  # type: ignore[method-assign]
 
 
 COMMON_BUDGETS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)  # usable in presets

@@ -13,24 +13,42 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from cogdistill.report.build import Report, build
 from cogdistill.report.study import Study
 
 
 def write_report(study: Study, out: Path, *, n_boot: int = 2000, seed: int = 0, figures: bool = True,
-                 censored: str = "drop") -> Tuple[Report, List[Path]]:
-    """report.json, report.md, figures/*.png and study/ (the inputs) under `out`."""
+                 censored: str = "drop", scatter_pages: Optional[int] = 1) -> Tuple[Report, List[Path]]:
+    """report.json, report.md, figures/*.png and study/ (the inputs) under `out`; scatter_pages:
+    pages of the scatter grid to draw (None: all; figures.scatter_grid)."""
     from cogdistill.report import render
 
     out.mkdir(parents=True, exist_ok=True)
-    report = build(study, n_boot=n_boot, seed=seed, censored=censored)
-    pngs: List[Path] = []
-    if figures:
-        from cogdistill.report.figures import write_all
+    scatter = None
 
-        pngs = write_all(report, out / "figures")
+    def start_scatter(items, alignment) -> None:
+        # the scatter grid needs only per-item costs and r: it is drawn in a forked process while the
+        # remaining analyses run (2 cores: the figure's ~1.3 s leaves the wall time)
+        from cogdistill.report import figures as F
+
+        nonlocal scatter
+        scatter = F.draw_in_background(F.scatter_plan(items, alignment, study.models,
+                                                      out / "figures" / "scatter_grid.png", scatter_pages))
+
+    try:
+        report = build(study, n_boot=n_boot, seed=seed, censored=censored,
+                       on_alignment=start_scatter if figures else None)
+        pngs: List[Path] = []
+        if figures:
+            from cogdistill.report.figures import write_all
+
+            pngs = write_all(report, out / "figures", scatter_pages, scatter)
+            scatter = None
+    finally:
+        if scatter is not None:  # the build failed: reap the drawing process before the error goes on
+            scatter()
     files = [report.write_json(out / "report.json"),
              render.write_markdown(report, out / "report.md", {p.stem: f"figures/{p.name}" for p in pngs}), *pngs]
     study.write(out / "study")

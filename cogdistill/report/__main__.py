@@ -32,6 +32,9 @@ def parse(argv):
     ap.add_argument("--out", type=Path, help="output folder (default: reports/<experiment or folder name>)")
     ap.add_argument("--log", action="store_true", help="log the report onto the sweep's parent run (needs --parent)")
     ap.add_argument("--no-figures", action="store_true", help="skip the PNGs")
+    ap.add_argument("--scatter-pages", default="1", metavar="N|all",
+                    help="pages of the model x task scatter grid to draw (6 models x 4 tasks a page, whole families first; default 1; "
+                         "all: every page). Every cell's r is in report.md either way.")
     ap.add_argument("--censored", choices=("drop", "budget"), default="drop",
                     help="censored traces (cut by max_tokens): drop = an item's cost is the mean over its uncensored "
                          "samples, items with none leave the cell (default); budget = count them at the budget. "
@@ -51,6 +54,7 @@ def main(argv=None) -> int:
     args = parse(argv if argv is not None else sys.argv[1:])
     began = time.perf_counter()
     try:
+        pages = scatter_pages(args.scatter_pages)  # bad input fails before the study loads
         study, client, parent = load(args)
         for note in study.notes:
             console.print(f"[yellow]study: {escape(note)}[/]", soft_wrap=True)
@@ -60,7 +64,8 @@ def main(argv=None) -> int:
 
         with console.status("Building the report..."):
             report, files = write_report(study, out, n_boot=args.bootstrap, seed=args.seed,
-                                         figures=not args.no_figures, censored=args.censored)
+                                         figures=not args.no_figures, censored=args.censored,
+                                         scatter_pages=pages)
         print_report(report, console)
         if args.log:
             if not parent:
@@ -72,6 +77,20 @@ def main(argv=None) -> int:
     console.print(f"report: {out / 'report.json'}, {out / 'report.md'}, {len(files) - 2} figure(s) "
                   f"in {time.perf_counter() - began:.1f} s")
     return 0
+
+
+def scatter_pages(value: str):
+    """--scatter-pages: a positive count, or None for all."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        pages = int(value)
+    except ValueError:
+        pages = 0
+    if pages < 1:
+        raise CogdistillError(f"--scatter-pages {value}: expected a positive number of pages or 'all', e.g. "
+                              "--scatter-pages 3.")
+    return pages
 
 
 def load(args):
@@ -93,17 +112,37 @@ def load(args):
         except ValueError:
             raise CogdistillError(f"--synthetic {args.synthetic}: expected MODELSxTASKSxITEMSxSAMPLES, e.g. 20x8x400x4.")
         return simulate(m, t, i, s, seed=args.seed), None, None
-    from mlflow import MlflowClient
-
     from cogdistill.config.schema import TrackingConfig
+    from cogdistill.report.parallel import in_background
     from cogdistill.tracking.store import tracking_uri
 
     uri = args.tracking_uri or tracking_uri(TrackingConfig())
-    client = MlflowClient(tracking_uri=uri)
-    parent = args.parent
-    if parent == "latest":
-        parent = latest_sweep(client, args.experiment)
-    return S.from_mlflow(uri, args.experiment, parent), client, parent
+    client, parent = None, args.parent
+    if parent == "latest" or args.log:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        if parent == "latest":
+            parent = latest_sweep(client, args.experiment)
+    # Reading the runs (importing MLflow alone is ~2 s) runs in a forked process while this one imports
+    # what the analyses and figures need: two cores, one wait. Forked before any polars query runs
+    # here, so the child's polars starts its own thread pool.
+    reading = in_background(S.from_mlflow, uri, args.experiment, parent)
+    warm_imports(figures=not args.no_figures)
+    return reading(), client, parent
+
+
+def warm_imports(figures: bool) -> None:
+    """The modules the report imports anyway, imported while the study loads in the other process."""
+    import scipy.optimize  # noqa: F401
+    import scipy.stats  # noqa: F401
+
+    from cogdistill.report import analyses, build, multilevel, render  # noqa: F401
+
+    if figures:
+        from cogdistill.report.figures import _plt
+
+        _plt()
 
 
 def latest_sweep(client, experiment: str) -> str:

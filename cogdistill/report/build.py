@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional
 
 import polars as pl
 
@@ -118,7 +118,17 @@ def _clean(d: Dict[str, Any]) -> Dict[str, Any]:
     return A.as_records(pl.DataFrame([d]))[0] if d else {}
 
 
-def build(study: Study, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0, censored: str = "drop") -> Report:
+def build(study: Study, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0, censored: str = "drop",
+          on_alignment: Optional[Callable[[pl.DataFrame, pl.DataFrame], None]] = None) -> Report:
+    """Every analysis; on_alignment(items, alignment) is called as soon as those two are known
+    (write_report starts the scatter grid there, in parallel with the rest)."""
+    from cogdistill.report.multilevel import one_blas_thread
+
+    with one_blas_thread():
+        return _build(study, n_boot=n_boot, ci=ci, seed=seed, censored=censored, on_alignment=on_alignment)
+
+
+def _build(study: Study, *, n_boot: int, ci: float, seed: int, censored: str, on_alignment=None) -> Report:
     t0 = time.perf_counter()
     timings: Dict[str, float] = {}
 
@@ -133,6 +143,8 @@ def build(study: Study, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0, 
     traces = stats.censoring_filter(study.traces, censored)  # the trace-level analyses' input
     alignment = A.alignment_table(all_items, study.traces, n_boot=n_boot, ci=ci, seed=seed, censored=censored)
     lap("alignment")
+    if on_alignment is not None:
+        on_alignment(items, alignment)
     human_reliability, alignment = A.reliability_tables(traces, study.humans, study.trials, alignment, seed=seed)
     lap("reliability")
     summary = A.model_summary(alignment, items)
@@ -140,7 +152,7 @@ def build(study: Study, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0, 
     families = A.family_table(all_items, study.models)  # a student whose items were all dropped gets its reason
     paired = A.zoo_paired_tests(families)
     lap("families")
-    multilevel = design_models(alignment, items, study.models)
+    finish_multilevel = start_design_models(alignment, items, study.models)  # its REML fit runs on the other core
     lap("multilevel")
     inflation = A.inflation(items, study.models)
     students = inflation.filter(pl.col("role") == "student")
@@ -158,6 +170,8 @@ def build(study: Study, *, n_boot: int = 2000, ci: float = 0.95, seed: int = 0, 
     wvr_fe = A.wrong_vs_right_fixed_effects(traces)
     correct_only = A.correct_only_alignment(traces, study.humans, alignment)
     lap("wrong_vs_right")
+    multilevel = finish_multilevel()
+    lap("multilevel_fit")
     effort_levels = _effort_levels(items, study, alignment, n_boot=n_boot, seed=seed)
     if effort_levels:
         lap("effort_levels")
@@ -180,6 +194,13 @@ def _effort_levels(items: pl.DataFrame, study: Study, alignment: pl.DataFrame, *
 def design_models(alignment: pl.DataFrame, items: pl.DataFrame, models: pl.DataFrame) -> Dict[str, Any]:
     """The inference that respects the design (report.multilevel): role contrasts from a
     multilevel model of the cells' Fisher z, and the item-level mixed model of log cost."""
+    return start_design_models(alignment, items, models)()
+
+
+def start_design_models(alignment: pl.DataFrame, items: pl.DataFrame,
+                        models: pl.DataFrame) -> Callable[[], Dict[str, Any]]:
+    """design_models with the item-level model's REML fit (~0.7 s at 256k traces, numpy only) in a
+    forked process while the caller goes on; the returned call waits and gives design_models' dict."""
     from cogdistill.report import multilevel
 
     roles = models.select("model", "role")
@@ -187,7 +208,9 @@ def design_models(alignment: pl.DataFrame, items: pl.DataFrame, models: pl.DataF
                                                                   pl.col("n_items").alias("n"))
     rows = items.filter(pl.col("human_difficulty").is_not_null()).join(roles, on="model", how="left").select(
         "model", "task", "item_id", "role", "log_cost", "human_difficulty")
-    return {"role_contrasts": multilevel.role_contrasts(cells), "item_model": multilevel.item_mixed_model(rows)}
+    contrasts = multilevel.role_contrasts(cells)
+    item_model = multilevel.start_item_mixed_model(rows)
+    return lambda: {"role_contrasts": contrasts, "item_model": item_model()}
 
 
 def _json_safe(value: Any) -> Any:

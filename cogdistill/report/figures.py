@@ -4,8 +4,9 @@ RSA heatmap, inflation regression, and effort levels where the study has an effo
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import polars as pl
@@ -31,37 +32,167 @@ def _save(fig, out: Path) -> Path:
     return out
 
 
-def scatter_grid(report: Report, out: Path, max_panels: int = 120) -> Path:
-    """One panel per model x task: human difficulty vs tokens (log), r in the title."""
+# A page holds at most PAGE_ROWS models x PAGE_COLS tasks: beyond that a panel is too small to read and
+# every panel costs its own axes and ticks (a 20 x 8 study drew 120 panels in 25 s, unreadable at any size).
+PAGE_ROWS, PAGE_COLS = 6, 4
+MAX_PAGES = 1  # pages drawn by default; the rest are listed in the figure's note (--scatter-pages all)
+# page order: whole families, each as teacher, students, base, rl, controls, so page 1 shows families
+ROLE_RANK = {"teacher": 0, "student": 1, "base": 2, "rl": 3, "control": 4}
+
+
+def model_order(models: pl.DataFrame, present) -> List[str]:
+    """The models of `present` family by family (families holding a teacher first), within a family
+    by role (teacher, student, base, rl, control), then by name; models the table lacks go last."""
+    known = {}
+    for row in models.select("model", "role", "family").iter_rows(named=True):
+        known[row["model"]] = (row["family"] or row["model"], ROLE_RANK.get(row["role"], len(ROLE_RANK)))
+    family_rank: Dict[str, int] = {}
+    for family, rank in known.values():
+        family_rank[family] = min(rank, family_rank.get(family, rank))
+
+    def key(model: str):
+        if model not in known:
+            return (1, 0, "", 0, model)
+        family, rank = known[model]
+        return (0, family_rank[family], family, rank, model)
+
+    return sorted(set(present), key=key)
+
+
+def scatter_pages(report: Report, rows: int = PAGE_ROWS, cols: int = PAGE_COLS) -> List[List[tuple]]:
+    """The model x task cells in pages of at most rows x cols panels: blocks of models (outer, in
+    model_order) by blocks of tasks (inner, sorted), so a page is a readable grid of whole rows and columns."""
+    return _pages(report.alignment.select("model", "task"), report.study.models, rows, cols)
+
+
+def _pages(cells: pl.DataFrame, models_table: pl.DataFrame, rows: int = PAGE_ROWS,
+           cols: int = PAGE_COLS) -> List[List[tuple]]:
+    models, tasks = model_order(models_table, cells["model"].unique()), sorted(cells["task"].unique())
+    present = set(cells.iter_rows())
+    pages = []
+    for m0 in range(0, len(models), rows):
+        for t0 in range(0, len(tasks), cols):
+            page = [(m, t) for m in models[m0:m0 + rows] for t in tasks[t0:t0 + cols] if (m, t) in present]
+            if page:
+                pages.append(page)
+    return pages
+
+
+def page_name(out: Path, k: int) -> Path:
+    """Page 1 keeps the figure's name (scatter_grid.png); page k is scatter_grid_p<k>.png."""
+    return out if k == 1 else out.with_name(f"{out.stem}_p{k}{out.suffix}")
+
+
+def scatter_grid(report: Report, out: Path, max_pages: Optional[int] = MAX_PAGES) -> List[Path]:
+    """Human difficulty vs tokens (log), r in each panel's title, one panel per model x task, paged
+    (scatter_pages). At most max_pages pages are drawn (None: all); when any cell is left out, page 1
+    says how many and which pages hold them, and how to draw them."""
+    return draw_scatter_pages(scatter_plan(report.items, report.alignment, report.study.models, out, max_pages))
+
+
+def scatter_plan(items: pl.DataFrame, alignment: pl.DataFrame, models: pl.DataFrame, out: Path,
+                 max_pages: Optional[int] = MAX_PAGES) -> List[tuple]:
+    """What the drawn pages show, as plain numbers: [(path, note, [(model, task, x, y, r) | None
+    per panel], n_models, n_tasks)]. Everything polars happens here, so the drawing can run in a
+    forked process (polars' thread pool must not be used after a fork)."""
+    pages = _pages(alignment.select("model", "task"), models)
+    drawn = pages if max_pages is None else pages[:max(1, max_pages)]
+    wanted = {c for page in drawn for c in page}
+    rows = items.select("model", "task", "human_difficulty", "cost_mean")
+    by_cell = {key: cell.filter(pl.col("human_difficulty").is_not_null())
+               for key, cell in rows.partition_by("model", "task", as_dict=True).items() if key in wanted}
+    r_of = {(m, t): r for m, t, r in alignment.select("model", "task", "r").iter_rows()}
+    plan = []
+    for k, page in enumerate(drawn, 1):
+        models_p = list(dict.fromkeys(m for m, _ in page))  # page order (model_order), not alphabetical
+        tasks_p = sorted({t for _, t in page})
+        present = set(page)
+        panels = []
+        for m in models_p:
+            for t in tasks_p:
+                cell = by_cell.get((m, t)) if (m, t) in present else None
+                panels.append(None if cell is None else (m, t, cell["human_difficulty"].to_numpy(),
+                                                         cell["cost_mean"].to_numpy() + 1, r_of.get((m, t))))
+        plan.append((page_name(out, k), page_note(pages, len(drawn), k), panels, len(models_p), len(tasks_p)))
+    return plan
+
+
+def page_note(pages: List[List[tuple]], n_drawn_pages: int, k: int) -> str:
+    """The line atop page k: which page of how many, and on page 1 what was left undrawn and how
+    to draw it; empty for a study that fits one page (its figure is as it always was)."""
+    if len(pages) <= 1:
+        return ""
+    n_cells = sum(map(len, pages))
+    notes = [f"page {k} of {len(pages)}: {len(pages[k - 1])} of {n_cells} model x task cells"]
+    left_out = n_cells - sum(map(len, pages[:n_drawn_pages]))
+    if k == 1 and left_out:
+        notes.append(f"{left_out} cell(s) on pages {n_drawn_pages + 1}..{len(pages)} not drawn (every r is in "
+                     "report.md and report.json; draw them with python -m cogdistill.report ... --scatter-pages all)")
+    return "; ".join(notes)
+
+
+def draw_scatter_pages(plan: List[tuple]) -> List[Path]:
+    """Draw a scatter_plan: numpy and matplotlib only (safe in a forked process)."""
+    return [_scatter_page(*page) for page in plan]
+
+
+def draw_in_background(plan: List[tuple]) -> Callable[[], List[Path]]:
+    """Start drawing a scatter_plan in a forked process (the report's analyses go on meanwhile on
+    the other core); the returned call waits and gives the pages' paths. Where fork is missing or
+    the child fails, the pages are drawn here instead: the same figure either way."""
+    if not plan or not hasattr(os, "fork"):
+        return lambda: draw_scatter_pages(plan)
+    from cogdistill.report.parallel import fork, leave
+
+    try:
+        pid = fork()
+    except OSError:
+        return lambda: draw_scatter_pages(plan)
+    if pid == 0:  # the child: numpy and matplotlib only, never polars (its thread pool is the parent's)
+        code = 1
+        try:
+            draw_scatter_pages(plan)
+            code = 0
+        finally:
+            leave(code)  # no atexit handlers, no traceback: the parent redraws on failure
+
+    def wait() -> List[Path]:
+        _, status = os.waitpid(pid, 0)
+        paths = [page[0] for page in plan]
+        if os.waitstatus_to_exitcode(status) == 0 and all(p.exists() for p in paths):
+            return paths
+        return draw_scatter_pages(plan)
+
+    return wait
+
+
+def _scatter_page(out: Path, note: str, panels: List[Optional[tuple]], n_models: int, n_tasks: int) -> Path:
     plt = _plt()
-    from matplotlib.ticker import NullFormatter
-    cells = report.alignment.select("model", "task", "r").head(max_panels)
-    tasks = sorted(cells["task"].unique())
-    models = sorted(cells["model"].unique())
-    fig, axes = plt.subplots(len(models), len(tasks), figsize=(2.6 * len(tasks), 2.2 * len(models)), dpi=90,
-                             squeeze=False)
-    by_cell = report.items.partition_by("model", "task", as_dict=True)
-    r_of = {(m, t): r for m, t, r in cells.iter_rows()}
-    for i, model in enumerate(models):
-        for j, task in enumerate(tasks):
-            ax = axes[i][j]
-            cell = by_cell.get((model, task))
-            if cell is None:
-                ax.axis("off")
-                continue
-            cell = cell.filter(pl.col("human_difficulty").is_not_null())
-            ax.scatter(cell["human_difficulty"], cell["cost_mean"] + 1, s=6, alpha=0.6, color="#3b6ea8")
-            ax.set_yscale("log")
-            r = r_of.get((model, task))
-            ax.set_title(f"{model} | {task}\nr = {r:.2f}" if r is not None and math.isfinite(r) else
-                         f"{model} | {task}\nr undefined", fontsize=7)
-            ax.tick_params(which="both", labelsize=6)
-            ax.yaxis.set_minor_formatter(NullFormatter())  # decade labels only: minor ones overlap
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    fig, axes = plt.subplots(n_models, n_tasks, figsize=(2.6 * n_tasks, 2.2 * n_models + 0.3 * bool(note)),
+                             dpi=90, squeeze=False)
+    for ax, panel in zip(axes.ravel(), panels):
+        if panel is None:
+            ax.axis("off")
+            continue
+        model, task, x, y, r = panel
+        ax.scatter(x, y, s=6, alpha=0.6, color="#3b6ea8")
+        ax.set_yscale("log")
+        # a title as text at a fixed place: set_title re-measures every panel's ticks to place it
+        ax.text(0.5, 1.03, f"{model} | {task}\nr = {r:.2f}" if r is not None and math.isfinite(r) else
+                f"{model} | {task}\nr undefined", transform=ax.transAxes, ha="center", va="bottom", fontsize=7)
+        ax.tick_params(which="both", labelsize=6)
+        ax.yaxis.set_minor_locator(NullLocator())  # decade ticks only: minor ones overlap and cost most
+        ax.yaxis.set_minor_formatter(NullFormatter())
     fig.supxlabel("human difficulty (per item)", fontsize=8)
     fig.supylabel("tokens + 1 (mean per item, log)", fontsize=8)
-    # fixed margins in inches: tight_layout measures every one of up to 120 panels (half the time)
     width, height = fig.get_size_inches()
-    fig.subplots_adjust(left=0.85 / width, right=1 - 0.15 / width, bottom=0.55 / height, top=1 - 0.45 / height,
+    top = 0.45 + 0.3 * bool(note)
+    if note:
+        fig.text(0.5, 1 - 0.08 / height, note, ha="center", va="top", fontsize=7, color="#444444", wrap=True)
+    # fixed margins in inches: tight_layout measures every panel (half the time)
+    fig.subplots_adjust(left=0.85 / width, right=1 - 0.15 / width, bottom=0.55 / height, top=1 - top / height,
                         wspace=0.45, hspace=0.75)
     return _save(fig, out)
 
@@ -216,13 +347,17 @@ def _nan(value) -> float:
 
 
 FIGURES: Dict[str, Callable[[Report, Path], Path]] = {
-    "scatter_grid.png": scatter_grid, "r_by_role.png": r_by_role, "family_slopes.png": family_slopes,
+    "r_by_role.png": r_by_role, "family_slopes.png": family_slopes,
     "rsa_heatmap.png": rsa_heatmap, "inflation_regression.png": inflation_regression,
 }
 
 
-def write_all(report: Report, folder: Path) -> List[Path]:
+def write_all(report: Report, folder: Path, scatter_pages: Optional[int] = MAX_PAGES,
+              scatter: Optional[Callable[[], List[Path]]] = None) -> List[Path]:
+    """Every figure; scatter_pages: how many pages of the scatter grid to draw (None: all);
+    scatter: the scatter grid already under way (draw_in_background), waited for here."""
     pngs = [draw(report, folder / name) for name, draw in FIGURES.items()]
     if report.effort_levels:  # only a study with an effort factor has this figure
         pngs.append(effort_levels(report, folder / "effort.png"))
-    return pngs
+    scatter_pngs = scatter() if scatter else scatter_grid(report, folder / "scatter_grid.png", scatter_pages)
+    return scatter_pngs + pngs

@@ -81,8 +81,9 @@ def _join(notes: Sequence[str]) -> str | None:
     return "; ".join(notes) if notes else None
 
 
-def _one_blas_thread():
-    """The matrices here are small: BLAS threads only contend (10x slower on 2 busy cores)."""
+def one_blas_thread():
+    """The report's matrices are small: BLAS threads only contend (10x slower on 2 busy cores; the
+    bootstrap's product burned twice the CPU for no gain in wall time). build() runs under it."""
     try:
         from threadpoolctl import threadpool_limits
         return threadpool_limits(1)
@@ -208,7 +209,7 @@ def _meta_reml(y: np.ndarray, v: np.ndarray, X: np.ndarray, factors) -> dict:
                     for name, codes in factors), key=lambda t: -t["n_levels"])
     crit = _ProfiledREML(y * w, X * w[:, None], terms, known_scale=True)
     s0 = max(np.var(y) - v.mean(), 0.01) / max(len(terms), 1)  # a moment guess, split evenly
-    with _one_blas_thread():
+    with one_blas_thread():
         if terms:
             theta, converged, message = _minimise(lambda th: crit(th)["deviance"], np.full(len(terms), s0 ** 0.5),
                                                   [(0.0, None)] * len(terms))
@@ -257,6 +258,16 @@ def _meta_contrast(fit: dict, roles: list[str], a: str, b: str) -> dict:
 
 def item_mixed_model(items: pl.DataFrame, *, max_rows: int | None = None, seed: int = 0) -> dict:
     """log_cost ~ hd_z * role + (1 + hd_z | model) + (1 | task:item) by REML (module docstring, (b))."""
+    return start_item_mixed_model(items, max_rows=max_rows, seed=seed, fit_in=lambda fn, *a: lambda: fn(*a))()
+
+
+def start_item_mixed_model(items: pl.DataFrame, *, max_rows: int | None = None, seed: int = 0,
+                           fit_in=None):
+    """item_mixed_model with its REML fit (numpy and scipy only) started by fit_in(fn, *args) -> wait
+    (default: parallel.in_background, a forked process); returns a call that gives the model's dict."""
+    from cogdistill.report.parallel import in_background
+
+    fit_in = fit_in or in_background
     notes: list[str] = []
     df, n_input, n_no_human = _item_rows(items, notes)
     subsampled = False
@@ -271,15 +282,20 @@ def item_mixed_model(items: pl.DataFrame, *, max_rows: int | None = None, seed: 
     reason = _lmm_undefined_reason(df, X)
     if reason:
         out["note"] = _join(notes + [reason])
+        return lambda: out
+    fitting = fit_in(_lmm_fit_and_terms, df["log_cost"].to_numpy(), X, terms)
+
+    def finish() -> dict:
+        try:
+            fit, terms[:] = fitting()  # the fit annotates its terms (in the child: a copy of them)
+        except (np.linalg.LinAlgError, ValueError, RuntimeError) as exc:
+            out["note"] = _join(notes + [f"REML fit failed: {exc}"])
+            return out
+        _fill_lmm(out, fit, names, roles, ref, terms, notes)
+        out["note"] = _join(notes)
         return out
-    try:
-        fit = _lmm_fit(df["log_cost"].to_numpy(), X, terms)
-    except (np.linalg.LinAlgError, ValueError, RuntimeError) as exc:
-        out["note"] = _join(notes + [f"REML fit failed: {exc}"])
-        return out
-    _fill_lmm(out, fit, names, roles, ref, terms, notes)
-    out["note"] = _join(notes)
-    return out
+
+    return finish
 
 
 def _item_rows(items: pl.DataFrame, notes: list[str]) -> tuple[pl.DataFrame, int, int]:
@@ -418,12 +434,16 @@ def _term_z(term: dict, n: int):
     return sparse.csc_matrix((term["M"].ravel(), (np.repeat(np.arange(n), k), cols)), shape=(n, L * k))
 
 
+def _lmm_fit_and_terms(y: np.ndarray, X: np.ndarray, terms: list[dict]) -> tuple[dict, list[dict]]:
+    return _lmm_fit(y, X, terms), terms
+
+
 def _lmm_fit(y: np.ndarray, X: np.ndarray, terms: list[dict]) -> dict:
     """Minimise lme4's profiled REML criterion over theta; beta and sigma come out of the solve."""
     # Centring y moves only the intercept (X's first column is ones) and keeps r2 well conditioned.
     shift = float(y.mean())
     crit = _ProfiledREML(y - shift, X, terms)
-    with _one_blas_thread():
+    with one_blas_thread():
         fit = _optimise(crit, terms)
     fit["beta"][0] += shift
     return fit

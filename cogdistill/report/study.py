@@ -160,7 +160,7 @@ def _read_run(client, run, tmp: Path):
     if cost is None:
         raise StudyError(f"MLflow run {run_id} ({model}) has no `cost` param: it was not logged by "
                          "cogdistill's pipeline. Remove it from the experiment or pass --parent.")
-    local = Path(client.download_artifacts(run_id, "", str(tmp / run_id)))
+    local = _run_artifacts(client, run, tmp / run_id)
     traces, humans, trials = [], [], {}
     for task in rf.run_tasks(run):
         trace_file, item_file = local / rf.trace_file(task), local / rf.items_file(task)
@@ -168,7 +168,9 @@ def _read_run(client, run, tmp: Path):
             raise StudyError(f"MLflow run {run_id} ({model}): artifacts {rf.trace_file(task)} or "
                              f"{rf.items_file(task)} missing; the run was cut before logging them. "
                              "Re-run that job (its generations are cached) or remove the run.")
-        t = pl.read_parquet(trace_file)
+        # only the columns the report reads: a trace's prompt and texts are most of its bytes
+        wanted = [c for c in pl.read_parquet_schema(trace_file) if c in TRACE_COLUMNS or c == cost]
+        t = pl.read_parquet(trace_file, columns=wanted)
         traces.append(_conform(t.with_columns(pl.col(cost).alias("cost"), pl.lit(model).alias("model")),
                                TRACE_COLUMNS))
         h = pl.read_parquet(item_file).select("item_id", "human_difficulty")
@@ -181,6 +183,19 @@ def _read_run(client, run, tmp: Path):
     row = {**{k: meta.get(k) for k in MODEL_COLUMNS}, "run_id": run_id,
            "effort": meta.get("effort"), "config": meta.get("config")}
     return pl.concat(traces), pl.concat(humans), row, trials
+
+
+def _run_artifacts(client, run, dst: Path) -> Path:
+    """A folder holding the run's artifacts: the store's own folder when it is local (read in
+    place: nothing copied, not even the run's figures and CSVs), else the run downloaded."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    uri = getattr(run.info, "artifact_uri", None)
+    repo = get_artifact_repository(uri, tracking_uri=client.tracking_uri) if uri else None
+    if isinstance(repo, LocalArtifactRepository):
+        return Path(repo.artifact_dir)
+    return Path(client.download_artifacts(run.info.run_id, "", str(dst)))
 
 
 def _run_trials(run_id: str, model: str, task: str, path: Path) -> pl.DataFrame:

@@ -48,6 +48,22 @@ def load_task(cfg: TaskConfig, *, mirror: str | None, cache: Path, timeout_s: fl
         key: fetch(src, mirror=mirror, cache=cache, timeout_s=timeout_s, task=cfg.name)
         for key, src in cfg.sources.items()
     }
+    # a sweep's jobs share their tasks: built once per process while the config and files are unchanged
+    key = (repr(cfg), tuple((k, str(p), *_stamp(p)) for k, p in paths.items()))
+    if key not in _LOADED:
+        _LOADED[key] = _build(cfg, paths)
+    return _LOADED[key]
+
+
+_LOADED: Dict[tuple, Task] = {}
+
+
+def _stamp(path: Path) -> Tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _build(cfg: TaskConfig, paths: Dict[str, Path]) -> Task:
     items, trials = _builder(cfg.kind)(paths, cfg)
     trials = check_trial_frame(trials, cfg.kind)
     missing = [c for c in ITEM_COLUMNS if c not in items.columns]

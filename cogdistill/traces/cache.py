@@ -56,6 +56,10 @@ class GenerationCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
+    def has(self, key: str) -> bool:
+        """Whether an entry exists (read by nobody: a damaged one shows when it is read)."""
+        return self._path(key).is_file()
+
     def get(self, key: str) -> Optional[Generation]:
         path = self._path(key)
         try:

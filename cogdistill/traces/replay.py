@@ -68,16 +68,26 @@ def load_traces(path: Path, task: Task, model: ModelConfig, tokenizer: Optional[
     model's name in the job (`<config>:<effort>` under an effort level), which the records name."""
     label = label or model.name
     file = _locate(path)
-    records, columns = _read(file)
-    _require_columns(file, columns)
+    task_fix = "select one of them with task=[...], or correct the file's `task` column."
+    model_fix = f"run with model=<one of them>, or set `model` to '{label}' in the file."
+    if file.suffix.lower() == ".parquet":
+        # one file holds every job's records: select this task and model in polars, before any row
+        # becomes a Python dict (a 16x sweep otherwise converts 256k rows for each of its 160 tasks)
+        frame = _read_parquet(file)
+        columns = [c for c in frame.columns if c != _ROW]
+        _require_columns(file, columns)
+        frame = _select_frame(file, frame, "task", task.name, task_fix)
+        frame = _select_frame(file, frame, "model", label, model_fix)
+        records = [(f"row {rec.pop(_ROW)}", rec) for rec in frame.to_dicts()]
+    else:
+        records, columns = _read(file)
+        _require_columns(file, columns)
+        records = _select(file, records, "task", task.name, task_fix)
+        records = _select(file, records, "model", label, model_fix)
     warnings: List[str] = []
     ignored = [c for c in columns if c not in KNOWN_COLUMNS]
     if ignored:
         warnings.append(f"{file}: ignored column(s) {ignored} (not trace record fields).")
-    records = _select(file, records, "task", task.name,
-                      "select one of them with task=[...], or correct the file's `task` column.")
-    records = _select(file, records, "model", label,
-                      f"run with model=<one of them>, or set `model` to '{label}' in the file.")
 
     items = dict(zip(task.items["item_id"], zip(task.items["target"], task.prompts())))
     keys = [(_item_id(file, where, rec), _natural(file, where, rec, "sample_idx", default=0))
@@ -220,16 +230,10 @@ def _locate(path: Optional[Path]) -> Path:
 
 
 def _read(file: Path) -> Tuple[Records, List[str]]:
-    """The records, each with where it is in the file, and the column names (in order)."""
+    """A JSON Lines file's records, each with where it is in the file, and the column names (in
+    order); parquet files are read by _read_parquet."""
     suffix = file.suffix.lower()
-    if suffix == ".parquet":
-        try:
-            df = pl.read_parquet(file)
-        except Exception as exc:  # polars raises several kinds for a damaged file
-            raise ReplayError(f"{file}: cannot be read as parquet ({exc}); rewrite it with a parquet writer.") from exc
-        records = [(f"row {n}", rec) for n, rec in enumerate(df.to_dicts(), 1)]
-        columns = df.columns
-    elif suffix in (".jsonl", ".json"):
+    if suffix in (".jsonl", ".json"):
         try:
             lines = file.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
@@ -255,6 +259,44 @@ def _read(file: Path) -> Tuple[Records, List[str]]:
     if not records:
         raise ReplayError(f"{file}: holds no trace records.")
     return records, columns
+
+
+_ROW = "__cogdistill_row__"  # a record's 1-based row number, for messages ("row 3")
+_PARQUET_CACHE: Dict[Tuple[str, int, int], pl.DataFrame] = {}  # the last file read: a sweep's jobs share it
+
+
+def _read_parquet(file: Path) -> pl.DataFrame:
+    """The file's records with their row numbers; read once per process while the file is unchanged."""
+    stat = file.stat()
+    key = (str(file), stat.st_mtime_ns, stat.st_size)
+    if key not in _PARQUET_CACHE:
+        try:
+            df = pl.read_parquet(file)
+        except Exception as exc:  # polars raises several kinds for a damaged file
+            raise ReplayError(f"{file}: cannot be read as parquet ({exc}); rewrite it with a parquet writer.") from exc
+        if df.is_empty():
+            raise ReplayError(f"{file}: holds no trace records.")
+        _PARQUET_CACHE.clear()
+        _PARQUET_CACHE[key] = df.with_row_index(_ROW, offset=1)
+    return _PARQUET_CACHE[key]
+
+
+def _select_frame(file: Path, frame: pl.DataFrame, column: str, wanted: str, fix: str) -> pl.DataFrame:
+    """_select on a frame: the same rows kept, the same errors."""
+    if column not in frame.columns or frame[column].null_count() == frame.height:
+        return frame
+    nulls = frame.filter(pl.col(column).is_null())
+    if nulls.height:
+        raise ReplayError(f"{file}: row {nulls[_ROW][0]} has no `{column}` while other records do; "
+                          f"fill in `{column}` for every record, or drop the column.")
+    values = frame[column]
+    textual = values.dtype == pl.String or isinstance(values.dtype, (pl.Categorical, pl.Enum))
+    # a non-text column never equals the wanted name, as in _select (5 != "5")
+    kept = frame.filter(pl.col(column).cast(pl.String) == wanted) if textual else frame.head(0)
+    if kept.is_empty():
+        raise ReplayError(f"{file}: no record is for {column} '{wanted}'; the file holds "
+                          f"{column}(s) {sorted({str(v) for v in values.to_list()})}: {fix}")
+    return kept
 
 
 def _require_columns(file: Path, columns: List[str]) -> None:

@@ -23,13 +23,14 @@ from cogdistill.config.schema import Config, SamplingConfig
 from cogdistill.console import console
 from cogdistill.engines.base import Engine, Generation, Request
 from cogdistill.engines.factory import create_engine
-from cogdistill.engines.protocols import EffortPlan
+from cogdistill.engines.protocols import EffortPlan, protocol_for
 from cogdistill.engines.tokenizer import ModelTokenizer
 from cogdistill.engines.weights import ResolvedWeights
 from cogdistill.registry import ENGINES
 from cogdistill.tasks.load import Task
 from cogdistill.traces.cache import GenerationCache, generation_key
 from cogdistill.traces.records import trace_row, traces_frame
+from cogdistill.traces.task_cache import TaskTraceCache, task_key
 
 
 @dataclass
@@ -109,11 +110,14 @@ class GeneratedTraces:
         self.engine, self.engine_version, self.stats = engine, engine_version, SourceStats()
         self._job, self._max_tokens, self._plan = job, max_tokens, plan or EffortPlan()
         self._label = label or job.model.name
-        self._tokenizer = ModelTokenizer(job.model, weights, self._plan)
-        self._protocol = self._tokenizer.protocol
+        self._weights, self._hf_tokenizer = weights, None
+        self._protocol = protocol_for(job.model)  # ModelTokenizer's
         self._lazy = LazyEngine(engine, job, weights, settings)
         self._cache = GenerationCache(cache_root)
+        self._task_cache = TaskTraceCache(cache_root)
         effort = None if self._plan.effort == "default" else self._plan.effort  # default: the keys of before
+        self._identity = dict(weights=weights.fingerprint, engine=engine, engine_version=engine_version,
+                              max_tokens=max_tokens, sampling=dataclasses.asdict(job.sampling), effort=effort)
 
         def cached(max_tokens: int, sampling: Optional[SamplingConfig] = None) -> CachedGenerations:
             return CachedGenerations(self._cache, weights=weights.fingerprint, engine=engine,
@@ -122,7 +126,25 @@ class GeneratedTraces:
         self._cached = cached
         self._generations = cached(max_tokens)
 
+    @property
+    def _tokenizer(self) -> ModelTokenizer:
+        """Loaded when a task is not in the task trace cache (a transformers import, seconds)."""
+        if self._hf_tokenizer is None:
+            self._hf_tokenizer = ModelTokenizer(self._job.model, self._weights, self._plan)
+        return self._hf_tokenizer
+
     def traces(self, task: Task, progress: Progress) -> pl.DataFrame:
+        key = task_key(generation_identity=self._identity, model=self._job.model, plan=self._plan,
+                       label=self._label, task=task) if self._plan.budget is None else None
+        cached = self._task_cache.get(key) if key else None
+        if cached is not None and all(self._cache.has(k) for k in cached[1]):
+            frame, keys = cached
+            self._cache.hits += len(keys)  # the lookups the generations would have been
+            progress.add_task(f"{self._label} · {task.name}", total=len(keys) // self._job.sampling.n,
+                              completed=len(keys) // self._job.sampling.n)
+            self.stats.load_seconds = self._lazy.load_seconds
+            self.stats.cache_hits, self.stats.cache_misses = self._cache.hits, self._cache.misses
+            return frame
         prompts = task.prompts()
         rendered = [self._tokenizer.render(p) for p in prompts]
         misses_before = self._cache.misses  # before the lookups, which count the misses
@@ -133,6 +155,9 @@ class GeneratedTraces:
         else:
             generations, hits = self._budget_forced(prompts, rendered, progress, bar)
         frame = self._records(task, prompts, generations, hits)
+        if key:
+            self._task_cache.put(key, frame, [self._generations.key(text, s) for text in rendered
+                                              for s in range(self._job.sampling.n)])
         if self._cache.misses > misses_before:  # throughput only means something for new generations
             self.stats.generated_tokens += int(frame["total_tokens"].sum())
         self.stats.load_seconds = self._lazy.load_seconds

@@ -215,11 +215,13 @@ def items_digest(items) -> str:
     return hashlib.sha256(items.write_csv().encode()).hexdigest()[:16]
 
 
-def log_task(run, model: str, task, traces, per_item, alignment, cost: str, ceiling: Mapping[str, Any]) -> None:
-    """Everything one task leaves on a job run (run: a store.JobRun; a no-op without tracking)."""
+def log_task(run, model: str, task, traces, per_item, alignment, cost: str, ceiling: Mapping[str, Any],
+             figures=None) -> None:
+    """Everything one task leaves on a job run (run: a store.JobRun; a no-op without tracking).
+    figures: a job_figure.BackgroundFigures that draws the figure, which the job logs when it ends."""
     run.log_metrics(task_metrics(task.name, alignment, traces, ceiling))
     if run.enabled:
-        log_task_artifacts(run, model, task, traces, per_item, alignment, cost)
+        log_task_artifacts(run, model, task, traces, per_item, alignment, cost, figures)
         log_items_input(run, task)
         if run.log_traces:
             from cogdistill.tracking.mlflow_traces import log_generations
@@ -227,7 +229,7 @@ def log_task(run, model: str, task, traces, per_item, alignment, cost: str, ceil
             log_generations(run.client, run.tracing_client(), run.experiment_id, run.run_id, traces)
 
 
-def log_task_artifacts(run, model: str, task, traces, per_item, alignment, cost: str) -> None:
+def log_task_artifacts(run, model: str, task, traces, per_item, alignment, cost: str, figures=None) -> None:
     """traces/, items/ (parquet and csv), humans/ (trial-level data, when the task has it) and the
     figure (when it has human difficulties) of one task."""
     import tempfile
@@ -253,9 +255,13 @@ def log_task_artifacts(run, model: str, task, traces, per_item, alignment, cost:
             task.trials.write_parquet(local(trials_file(name)))
             files.append(trials_file(name))
         if per_item["human_difficulty"].drop_nulls().len():  # no human data, nothing to plot
-            scatter_cost_vs_rt(per_item, alignment, model=model, cost=cost, out=local(figure_file(name)),
+            if figures is not None:  # drawn beside the job, logged when it ends
+                figures.submit(per_item, alignment, model=model, cost=cost, artifact=figure_file(name),
                                measure=task.config.difficulty.measure)
-            files.append(figure_file(name))
+            else:
+                scatter_cost_vs_rt(per_item, alignment, model=model, cost=cost, out=local(figure_file(name)),
+                                   measure=task.config.difficulty.measure)
+                files.append(figure_file(name))
         run.log_files([(f.split("/", 1)[0], local(f)) for f in files])
 
 
@@ -281,7 +287,16 @@ def log_items_input(run, task) -> None:
     tags = [InputTag("mlflow.data.context", ITEMS_CONTEXT)]
     for key, src in sources:
         tags += [InputTag(f"source.{key}.url", src.url), InputTag(f"source.{key}.sha256", src.sha256)]
-    run.client.log_inputs(run.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags)])
+    inputs = [DatasetInput(dataset._to_mlflow_entity(), tags)]
+    try:
+        run.client.log_inputs(run.run_id, datasets=inputs)
+    except Exception as exc:  # noqa: BLE001 - only the race below is retried
+        # Parallel jobs of one study log the same table: MLflow's store looks the dataset up, then
+        # inserts it, so the job that loses the race hits the unique constraint (sqlite or PostgreSQL,
+        # seen on a SLURM array). Its call was rolled back and the dataset now exists: link it again.
+        if not any(s in str(exc) for s in ("UNIQUE constraint", "UniqueViolation", "duplicate key", "IntegrityError")):
+            raise
+        run.client.log_inputs(run.run_id, datasets=inputs)
 
 
 # ------------------------------------------------------------------ sweep parent and training runs: writers

@@ -86,6 +86,8 @@ def _client(cfg: TrackingConfig):
         return _create_store_once(lambda: SqliteRetry(MlflowClient(tracking_uri=uri), uri), db), uri
     if uri.startswith(("http://", "https://")):
         probe_server(uri)
+    elif uri.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql"):
+        probe_database(uri)
     return MlflowClient(tracking_uri=uri), uri
 
 
@@ -134,6 +136,67 @@ def probe_server(uri: str, timeout_s: float = 10.0) -> None:
             f"cannot reach the MLflow tracking server at {shown} ({reason}; waited up to {timeout_s:g} s). Start it "
             "(`make ui`, or `mlflow server --port PORT`), or point MLFLOW_TRACKING_URI / tracking.uri at a running "
             "one, or unset MLFLOW_TRACKING_URI to log to the local store mlruns/.") from None
+    # /health answers without the database behind the server; a down database answers 503 to every
+    # call, which MLflow's client retries for about 4 minutes. One call that needs the database tells.
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1",  # noqa: S310
+                               timeout=timeout_s).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500:
+            raise TrackingError(
+                f"the MLflow tracking server at {shown} answers, but its backend store does not (HTTP {exc.code}: "
+                f"{_server_message(exc)}). Start the database behind `mlflow server --backend-store-uri ...` or fix "
+                "its user and password there, then run this again.") from None
+    except (OSError, ValueError):
+        pass  # it answered /health a moment ago: MLflow's own calls say what is wrong
+
+
+def _server_message(exc) -> str:
+    """The first line of an MLflow server's JSON error ("message"), else of its body."""
+    try:
+        body = exc.read().decode("utf-8", "replace")
+    except OSError:
+        return exc.reason or "no message"
+    try:
+        body = json.loads(body).get("message", body)
+    except (ValueError, AttributeError):
+        pass
+    return (str(body).strip().splitlines() or ["no message"])[0][:300]
+
+
+def shown_uri(uri: str) -> str:
+    """The URI without its password (postgresql://user:PASSWORD@host/db), for messages and logs."""
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(uri).password
+    except ValueError:
+        return uri
+    return uri.replace(f":{password}@", ":***@", 1) if password else uri
+
+
+def probe_database(uri: str, timeout_s: float = 10.0) -> None:
+    """A database URI (MLflow logs to it directly) that refuses connections or the password fails in
+    seconds, not after MLflow's 2 minutes of retries; the message never shows the password."""
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": int(timeout_s)})
+    except ImportError as exc:
+        raise TrackingError(f"MLFLOW_TRACKING_URI / tracking.uri {shown_uri(uri)} needs a database driver that is not "
+                            f"installed ({exc}): pip install 'psycopg[binary]' for postgresql://, 'pymysql' for "
+                            "mysql+pymysql://.") from None
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["no message"])[0]
+        raise TrackingError(
+            f"cannot connect to the MLflow database {shown_uri(uri)} ({reason}). Start the database or fix the user "
+            "and password in MLFLOW_TRACKING_URI / tracking.uri, or log to a tracking server (tracking=server) or "
+            "to the local store (unset MLFLOW_TRACKING_URI).") from None
+    finally:
+        engine.dispose()
 
 
 _STORE_PROBLEMS = {

@@ -12,6 +12,7 @@ for pytest's assertion rewriting.
   procs          real `python -m cogdistill` processes: run, start, wait, signal, inspect the store and cache
   r              require_r(): skip (or, in CI, fail) where R or an R package is missing
   report         replay_sweep(): a simulated study replayed as one sweep
+  slurm_cluster  slurm_cluster(): a one-node SLURM cluster (munged, slurmctld, slurmd) on 127.0.0.1
   tasks          task configs: mult_config(), generic_cfg(), sha(), write()
   traces         CharTokenizer, replay records: counts(), write(), model(), replay()
   errors         expect(): a CogdistillError whose message holds every needle

@@ -1,0 +1,13 @@
+"""`hydra/launcher=slurm`: hydra-submitit-launcher's SLURM launcher with cogdistill's process boundaries
+(what they are and why: cogdistill/launcher.py), as the plugin class conf/hydra/launcher/slurm.yaml names."""
+
+try:
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _SubmititSlurmLauncher
+except ImportError:  # not installed: Hydra's plugin scan would warn on every command; the preset says what to install
+    _SubmititSlurmLauncher = None
+
+from cogdistill.launcher import SlurmLauncherImpl
+
+if _SubmititSlurmLauncher is not None:
+    class SlurmLauncher(SlurmLauncherImpl, _SubmititSlurmLauncher):
+        pass
