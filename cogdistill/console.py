@@ -31,3 +31,6 @@ def quiet_third_party() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per downloaded run
     for name in ("transformers", "mlflow", "matplotlib", "alembic", "urllib3", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # huggingface_hub prints through its own handler and also passes each line up to the root
+    # logger (Hydra's handler): every hub retry appeared twice
+    logging.getLogger("huggingface_hub").propagate = False

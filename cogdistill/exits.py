@@ -4,7 +4,8 @@
   naming the culprit and the fix, exit code 2.
 - SIGINT (Ctrl-C) and SIGTERM: the job marks its MLflow run KILLED, stops its child processes and
   keeps every finished generation (they are cached as they finish); one line; exit 130 / 143.
-- Anything else is a bug: one line saying so, exit 1; COGDISTILL_DEBUG=1 shows the traceback.
+- Anything else is a bug: one line saying so, exit 1. COGDISTILL_DEBUG=1 (or true, yes) prints the
+  traceback too, before the same line and with the same exit code (2 stays 2).
 
 SIGTERM is turned into a `Terminated` exception (a BaseException, like KeyboardInterrupt) so that
 `finally` blocks and `except BaseException` clean-up run on it exactly as on Ctrl-C; Python's
@@ -30,6 +31,9 @@ class Terminated(BaseException):
     def __init__(self, signum: int = signal.SIGTERM):
         super().__init__(f"signal {signal.Signals(signum).name}")
         self.signum = signum
+
+    def __reduce__(self):  # from a job process to the launcher (hydra/launcher=local): the signal, not the text
+        return (Terminated, (self.signum,))
 
 
 def interrupt_exit_code(exc: BaseException) -> Optional[int]:
@@ -88,7 +92,8 @@ def signals_deferred() -> Iterator[None]:
 
 
 def debug() -> bool:
-    return os.environ.get("COGDISTILL_DEBUG", "") not in ("", "0", "false")
+    """COGDISTILL_DEBUG=1, true or yes (any case); anything else (no, off, 0, unset) is off."""
+    return os.environ.get("COGDISTILL_DEBUG", "").strip().lower() in ("1", "true", "yes")
 
 
 def disk_problem(exc: BaseException) -> Optional[str]:
@@ -133,8 +138,10 @@ def report_and_exit(exc: BaseException) -> NoReturn:
     """The exit for an exception that reached the top of a command."""
     from cogdistill.errors import CogdistillError
 
-    if debug() and not is_interrupt(exc):
-        raise exc
+    if debug() and not is_interrupt(exc):  # the traceback in addition: the exit code stays what it says
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
     code = interrupt_exit_code(exc)
     if code is not None:
         from cogdistill.console import console

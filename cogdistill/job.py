@@ -18,7 +18,7 @@ from cogdistill.engines import versions as engine_versions
 from cogdistill.engines.protocols import protocol_name
 from cogdistill.engines.weights import resolve_weights
 from cogdistill.exits import is_interrupt
-from cogdistill.job_console import print_plan, print_summary, print_warnings
+from cogdistill.job_console import print_plan, print_revision, print_summary, print_warnings
 from cogdistill.job_plan import JobPlan, plan_job
 from cogdistill.registry import RT_MEASURES
 from cogdistill.stats import correlation as stats
@@ -39,8 +39,10 @@ def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
         return {}
     weights = resolve_weights(model, plan.cache_root)
     label = plan.label
+    print_revision(model, weights)
     tags = run_format.job_tags(model, plan.engine, [t.name for t in plan.tasks], job.study, label=label,
-                               effort=job.effort.name, protocol=protocol_name(model))
+                               effort=job.effort.name, protocol=protocol_name(model),
+                               floating_revision=weights.requested if weights.floating else None)
     run = JobRun(job, cfg, tags=tags, run_name=label, lock_dir=plan.cache_root / "locks")
     if run.already_finished:
         console.print(f"[green]{label}: already finished in this sweep (MLflow run {run.run_id}); skipped.[/]")
@@ -52,6 +54,7 @@ def run_job(cfg: DictConfig) -> Dict[str, stats.Alignment]:
                              plan.cache_root, plan.effort, label)
         run.log_params(run_format.job_params(
             model=model, weights=weights.fingerprint, engine=plan.engine, engine_version=engine_version,
+            revision_sha=weights.revision if weights.pinned_by else None,
             max_tokens=plan.max_tokens, cost=plan.cost, censored=job.analysis.censored,
             engine_settings=dataclasses.asdict(plan.settings), sampling=dataclasses.asdict(job.sampling),
             tasks=plan.tasks))

@@ -31,6 +31,24 @@ def print_plan(job: Config, tasks: List[Task], max_tokens: int) -> None:
         f"(<= {items * job.sampling.n * max_tokens:,} generated tokens)", soft_wrap=True)
 
 
+def print_revision(model, weights) -> None:
+    """A floating revision (main, a tag) named in the job's output, with the commit it stands for now."""
+    if not weights.floating:
+        return
+    from rich.markup import escape
+
+    from cogdistill.config.schema import model_file
+
+    if weights.pinned_by:
+        console.print(f"[yellow]{escape(model.name)}: revision '{escape(weights.requested)}' is floating; this job "
+                      f"uses commit {weights.revision} ({weights.pinned_by}). Pin it for a published run: "
+                      f"revision: {weights.revision} in {model_file(model.name)}[/]", soft_wrap=True)
+    else:
+        console.print(f"[yellow]{escape(model.name)}: revision '{escape(weights.requested)}' is floating and no commit "
+                      "was found for it (no hub answer, not in the HF cache): these weights are not pinned.[/]",
+                      soft_wrap=True)
+
+
 def print_summary(model: str, engine: str, results: Dict[str, stats.Alignment], summary: dict, run: JobRun,
                    ceilings: Dict[str, dict]) -> None:
     table = Table(title=f"{model} ({engine}): r between log token cost and human RT")

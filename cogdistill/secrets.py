@@ -1,11 +1,14 @@
 """Secrets never reach a file the tool writes: masking known keys, refusing secret-looking settings.
 
-Two jobs, one owner:
+Three jobs, one owner:
 - `mask(text, secrets)` removes a known secret (an API key read from the environment) from text,
   in whole or in part: a server that echoes the key and an error cut to a few hundred characters
   must not leave a prefix or a fragment behind. Mask first, truncate after.
 - `secret_problem(key, value)` says why a config value looks like a credential, so that the
   config is refused before Hydra saves it under .hydra/ and MLflow logs it as a param.
+- `mask_uri(uri)` is a store or server address as it may be shown or written (messages, the sweep
+  folder, report sources): userinfo and credential-named parameters masked; `uri_secrets(uri)` the
+  credentials it holds, to mask in any other text (a driver's error quoting the host).
 """
 
 from __future__ import annotations
@@ -14,20 +17,13 @@ import math
 import os
 import re
 from collections import Counter
-from typing import Iterable, List, Optional, Sequence, Set
+from typing import Iterable, List, Optional, Sequence, Set, Tuple
 
 MASK = "***"
 # A fragment this long that also occurs in the key is masked; shorter runs are too likely to be
 # ordinary text ("Bearer", "sk-") for masking them to say anything.
 MIN_FRAGMENT = 6
 
-# Names of settings that hold credentials whatever their value looks like: a whole name, or a
-# name ending in one of the compound words ("eos_token" and "auth_mode" are not credentials).
-_SECRET_WHOLE = {"token", "auth", "key", "secret", "password", "passwd", "authorization", "credential",
-                 "credentials", "apikey", "api_key", "api-key"}
-_SECRET_SUFFIX = re.compile(r"(api[_-]?key|secret[_-]?key|client[_-]?secret|password|passwd|private[_-]?key|"
-                            r"access[_-]?key|(api|access|auth|bearer|session|refresh|id)[_-]?token|authorization|"
-                            r"credentials?)$", re.I)
 # Well-known key shapes: OpenAI/Anthropic (sk-...), Hugging Face (hf_...), GitHub, AWS, Slack, JWT.
 _KEY_SHAPES = re.compile(
     r"(sk-[A-Za-z0-9_\-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|"
@@ -109,12 +105,9 @@ def secret_problem(key: str, value: object) -> Optional[str]:
         return f"`{key}` names a credential"
     if isinstance(value, str) and looks_like_a_key(value):
         return f"the value of `{key}` looks like an API key or token"
+    if isinstance(value, str) and _SCHEME.match(value.strip()) and uri_secrets(value):
+        return f"the value of `{key}` is an address holding a password or token"
     return None
-
-
-def is_credential_name(key: str) -> bool:
-    leaf = key.rsplit(".", 1)[-1].lower()
-    return leaf in _SECRET_WHOLE or _SECRET_SUFFIX.search(leaf) is not None
 
 
 def find_secrets(node: object, prefix: str = "") -> List[str]:
@@ -132,3 +125,146 @@ def find_secrets(node: object, prefix: str = "") -> List[str]:
         return [p for i, v in enumerate(node) for p in find_secrets(v, f"{prefix}[{i}]")]
     problem = secret_problem(prefix, node)
     return [problem] if problem else []
+
+
+# ------------------------------------------------------------------ credential names
+# A name is split into its words (snake, kebab, dotted, camelCase), then judged by its last word,
+# so `hf_token`, `x-token` and `xToken` are credentials while `max_tokens` (a count) and
+# `token_ids` are not. Words that name a credential wherever they stand:
+_ANYWHERE = ("secret", "password", "passwd")  # also inside a word: client_secret, sslpassword
+_CRED_WORDS = {"pwd", "passphrase", "authorization", "cookie", "cookies", "credential", "credentials", "bearer"}
+# `<word>_token` is a vocabulary token, not a credential, after these words (tokenizers' special
+# tokens) or a count of tokens (`max_token`, a typo of max_tokens, is an unknown key, not a secret):
+_VOCAB_TOKEN = {"eos", "bos", "pad", "unk", "sep", "cls", "mask", "stop", "start", "end", "begin", "think",
+                "thinking", "reasoning", "answer", "special", "image", "audio", "video", "eot", "eom", "boi",
+                "eoi", "tool", "placeholder", "separator", "newline", "delimiter", "max", "min", "num", "total",
+                "prompt", "completion", "input", "output", "generated", "new", "first", "last", "next", "page"}
+# `<word>_tokens` (plural) counts or lists vocabulary tokens unless the word says whose credential:
+_CRED_TOKENS = {"api", "access", "auth", "bearer", "refresh", "session", "id", "hf", "github", "oauth"}
+# `<word>_key` is a lookup key, not a credential, after these words:
+_LOOKUP_KEY = {"sort", "cache", "join", "group", "grouping", "primary", "foreign", "partition", "hash", "lookup",
+               "index", "dict", "item", "job", "sweep", "task", "level", "generation", "seed", "column", "row",
+               "map", "order", "dedup", "split", "shard", "routing", "cell", "model", "metric", "config", "record",
+               "unique", "composite", "search", "match", "label", "dataset", "prompt", "run"}
+# compounds written as one word: apikey, accesstoken, hftoken, basicauth, oauth
+_COMPOUND = re.compile(r"(api|secret|access|private|auth|client|master|signing|sign|encryption|license|subscription|"
+                       r"session|account|service|ssl|tls|app|consumer|hmac|admin|deploy|bearer|refresh|id|hf|x|"
+                       r"basic|http|proxy|o)(token|key|keys|auth)$")
+
+
+def _words(key: str) -> List[str]:
+    leaf = re.sub(r"(\[[^\]]*\])+$", "", str(key)).rsplit(".", 1)[-1]  # engine.extra_body.hf_token[0]
+    leaf = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", leaf)  # xToken, apiKey
+    leaf = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", leaf)  # HFToken
+    return re.findall(r"[a-z0-9]+", leaf.lower())
+
+
+def is_credential_name(key: str) -> bool:
+    """Whether the setting (or header, or query parameter) named `key` holds a credential; the last
+    dotted part is judged. `*_token`, `*-token`, `*key`, `*secret*`, `*password*`, `authorization`,
+    `cookie` are; counts and vocabulary (`max_tokens`, `eos_token`, `tokenizer`) and lookup keys
+    (`sort_key`, `key_column`) are not, nor `*_env` (names a variable: engine.api_key_env)."""
+    words = _words(key)
+    if not words or (words[-1] == "env" and len(words) > 1):
+        return False
+    if any(part in "".join(words) for part in _ANYWHERE) or _CRED_WORDS.intersection(words):  # PassWord too
+        return True
+    last, before = words[-1], words[-2] if len(words) > 1 else ""
+    if last in ("sig", "signature") or words == ["pass"]:  # ?pass=, signed URLs' ?sig=, X-Amz-Signature
+        return True
+    if last == "token":
+        return before not in _VOCAB_TOKEN
+    if last == "tokens":
+        return before in _CRED_TOKENS
+    if last in ("key", "keys"):  # `keys` alone is rather a list of lookup keys
+        return before not in _LOOKUP_KEY and (last == "key" or before != "")
+    if last == "auth":
+        return True
+    return _COMPOUND.search(last) is not None
+
+
+# ------------------------------------------------------------------ addresses
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)(.*)$", re.S)
+# name=value pairs after ?, &, ;, # (query, matrix parameters, fragment) or, outside a URI, after
+# whitespace (libpq's "host=h password=p")
+_PARAM_IN_URI = re.compile(r"(?<=[?&;#])([^=&;#?\s]+)=([^&;#]*)")
+_PARAM_IN_TEXT = re.compile(r"(?:(?<=[\s?&;#])|^)([^=&;#?\s]+)=(\S*?)(?=[\s&;#]|$)")
+
+
+def _userinfo(rest: str) -> Tuple[str, str]:
+    """(userinfo, the rest after its '@') of what follows `scheme://`; ('', rest) when there is none.
+    A password may hold '@', '/' or '?' unencoded (user:SECRET@PASSX@host), where a parser splitting
+    at the first '@' (SQLAlchemy's) shows the tail as the host and one splitting at the first '/'
+    (urllib's) misses the password: the userinfo runs to the last '@' that ends a `user:...` or a
+    plain name. An '@' in a query after a password masks too much of the address, never too little."""
+    if rest.startswith("/"):  # sqlite:////path, file:///path: no authority
+        return "", rest
+    for at in reversed([m.start() for m in re.finditer("@", rest)]):
+        candidate = rest[:at]
+        if re.match(r"[^/?#:]*:", candidate) or not re.search(r"[/?#]", candidate):
+            return candidate, rest[at + 1:]
+    return "", rest  # https://host/a@b: an '@' in the path
+
+
+def _named_credential(name: str) -> bool:
+    from urllib.parse import unquote_plus
+
+    return is_credential_name(unquote_plus(name))  # ?x%2Dtoken= is ?x-token=
+
+
+def _unquoted(values: Iterable[str]) -> List[str]:
+    from urllib.parse import unquote, unquote_plus
+
+    out: List[str] = []
+    for value in values:
+        for form in (value, unquote(value), unquote_plus(value)):
+            if form and form not in out:
+                out.append(form)
+    return out
+
+
+def uri_secrets(uri: str) -> List[str]:
+    """The credentials an address holds, in every form it may appear in (as written, decoded, and,
+    for a password holding '@', each piece, which other parsers show as user or host). Outside a
+    URI, the values of credential-named `name=value` pairs (libpq's "host=h password=p")."""
+    if not isinstance(uri, str) or not uri:
+        return []
+    whole: List[str] = []
+    pieces: List[str] = []
+    m = _SCHEME.match(uri.strip())
+    rest = m.group(2) if m else uri
+    if m:
+        info, rest = _userinfo(rest)
+        user, _, password = info.partition(":")
+        if password:
+            whole.append(password)
+            pieces += password.split("@")
+        if looks_like_a_key(user):  # https://TOKEN@host
+            whole.append(user)
+    pattern = _PARAM_IN_URI if m else _PARAM_IN_TEXT
+    whole += [value for name, value in pattern.findall(rest) if value and _named_credential(name)]
+    found = _unquoted(whole)
+    return found + [p for p in _unquoted(pieces) if len(p) >= 4 and p not in found]
+
+
+def mask_uri(uri: Optional[str]) -> Optional[str]:
+    """The address with its password (and a key-like user name) and every credential-named parameter
+    replaced by ***: `postgresql://user:***@host/db?sslmode=require&password=***`."""
+    if not uri:
+        return uri
+    m = _SCHEME.match(uri)
+
+    def param(match: "re.Match") -> str:
+        return f"{match.group(1)}={MASK}" if match.group(2) and _named_credential(match.group(1)) else match.group(0)
+
+    if not m:
+        return mask(_PARAM_IN_TEXT.sub(param, uri), uri_secrets(uri))
+    scheme, rest = m.groups()
+    info, after = _userinfo(rest)
+    if info:
+        user, colon, _ = info.partition(":")
+        shown_user = MASK if looks_like_a_key(user) else user
+        info = f"{shown_user}:{MASK}" if colon else shown_user
+        rest = f"{info}@{after}"
+    # the guard: any piece the parsing above left (a form it did not foresee) is masked as text
+    return mask(scheme + _PARAM_IN_URI.sub(param, rest), uri_secrets(uri))

@@ -137,6 +137,7 @@ class SweepParent:
             artifact_root,
             ensure_experiment,
             experiment_name,
+            shown_uri,
         )
 
         tracking = OmegaConf.to_object(self.config.tracking)
@@ -161,10 +162,27 @@ class SweepParent:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         self.info = {"run_id": run_id, "experiment_id": exp_id, "tracking_uri": uri}
         tmp = tempfile.NamedTemporaryFile("w", dir=self.sweep_dir, delete=False, suffix=".tmp")
-        json.dump(self.info, tmp)
+        # the file is for the jobs (run and experiment ids) and for people: the store's password stays out
+        json.dump({**self.info, "tracking_uri": shown_uri(uri)}, tmp)
         tmp.close()
         os.replace(tmp.name, self.marker)
         self._client = client
+
+    def log_skipped(self, skipped: List[Any]) -> None:
+        """The jobs sweep.skip_infeasible left out, with their reasons (skipped_jobs.csv, a tag)."""
+        if self.info is None or not skipped:
+            return
+        from cogdistill.tracking.run_format import SKIPPED_JOBS, Tag
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / SKIPPED_JOBS
+            with path.open("w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["job", "overrides", "model", "reason"])
+                for fit in skipped:
+                    writer.writerow([fit.num, fit.shown, fit.model, "; ".join(fit.problems)])
+            self._client.log_artifact(self.info["run_id"], str(path))
+        self._client.set_tag(self.info["run_id"], Tag.SKIPPED_JOBS, str(len(skipped)))
 
     def end(self, result: SweepResult) -> None:
         if self.info is None:
@@ -318,6 +336,37 @@ class ComposedOnce:
         return copy.deepcopy(self._composed[key][1])
 
 
+def drop_infeasible(sweeper: Any, jobs: List[List[str]], validated: Dict[int, Any]) -> List[Any]:
+    """The pre-flight's feasibility check (cogdistill.preflight.check_feasibility): the table, then
+    exit 2 before anything runs, or (sweep.skip_infeasible=true) the jobs that can run, renumbered,
+    in the sweeper's batches and in `jobs`. Returns the skipped jobs (preflight.Fit)."""
+    from cogdistill.console import console
+    from cogdistill.preflight import InfeasibleSweepError, check_feasibility, infeasible_message, print_fits
+    from cogdistill.registry import ENGINES
+
+    if not any(ENGINES.spec(j.engine.name).source == "generate" if j.engine.name in ENGINES else True
+               for j in validated.values()):
+        return []  # replay and plan sweeps load no model: nothing to check
+    with console.status("Checking where each job's weights are, and its memory and GPUs..."):
+        fits = check_feasibility(validated, varying(jobs), sweeper.config.hydra.get("launcher"))
+    print_fits(fits)
+    bad = [f for f in fits if not f.ok]
+    if not bad:
+        return []
+    skip = bool(OmegaConf.select(sweeper.config, "sweep.skip_infeasible", default=False))
+    if not skip or len(bad) == len(fits):
+        raise InfeasibleSweepError(infeasible_message(fits))
+    from rich.markup import escape
+
+    console.print(f"[yellow]{escape(infeasible_message(fits, skipping=True))}[/]", soft_wrap=True)
+    dropped = {f.num for f in bad}
+    jobs[:] = [job for idx, job in enumerate(jobs) if idx not in dropped]
+    size = sweeper.max_batch_size or len(jobs)
+    sweeper.overrides = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+    sweeper.batch_index = 0
+    return bad
+
+
 def sweep(sweeper: Any, arguments: List[str]) -> SweepResult:
     """The body of CogdistillSweeper.sweep (a BasicSweeper): see the module docstring."""
     global LAST_RESULT
@@ -334,14 +383,17 @@ def sweep(sweeper: Any, arguments: List[str]) -> SweepResult:
     from hydra.core.hydra_config import HydraConfig
 
     HydraConfig.instance().set_config(sweeper.config)  # validate() finds hydra.searchpath folders through it
+    validated: Dict[int, Any] = {}
     with console.status(f"Checking the {len(jobs)} job(s) of this sweep..."):
-        raise_for_problems(check_jobs(loader, sweeper.config, jobs, varying(jobs)), len(jobs))
+        raise_for_problems(check_jobs(loader, sweeper.config, jobs, varying(jobs), keep=validated), len(jobs))
+    skipped = drop_infeasible(sweeper, jobs, validated)
     sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(sweeper.config, sweep_dir / "multirun.yaml")
     shown = varying(jobs)
     parent = SweepParent(sweeper.config)
     parent.start()
+    parent.log_skipped(skipped)
     result = LAST_RESULT = SweepResult()
     try:
         first = 0

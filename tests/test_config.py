@@ -135,7 +135,7 @@ def test_launcher_presets_compose(launcher, plugin):
         cfg = hydra_compose(config_name="config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
     if launcher == "slurm":
-        assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.array_parallelism == 32
+        assert cfg.hydra.launcher.sizing.auto and cfg.hydra.launcher.array_parallelism == 32  # per-model sizes
 
 
 @pytest.mark.slow  # 7.9 s: composes every model of the zoo

@@ -158,7 +158,7 @@ def test_timeout_is_retried_then_reported(tiny, serve):
 @pytest.mark.parametrize("reply, problem", [
     ("this is { not json", "not JSON"),
     ({"object": "chat.completion"}, "`choices` is missing"),
-    ({"choices": []}, "0 choices for n=1"),
+    ({"choices": []}, "`choices` is empty"),
     ({"choices": [{"index": 0, "message": {"role": "assistant"}, "finish_reason": "stop"}]},
      "`choices[0].message.content` is missing"),
     ({"choices": [{"index": 0, "finish_reason": "stop"}]}, "`choices[0].message` is missing"),

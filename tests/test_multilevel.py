@@ -20,6 +20,8 @@ import polars as pl
 import pytest
 
 from cogdistill.report import multilevel as ml
+from cogdistill.stats import mixed
+from helpers.mixed_studies import simulate_cells, simulate_items
 from helpers.r import require_r
 
 RTOL, RTOL_VC = 1e-4, 1e-3
@@ -42,44 +44,6 @@ def _close(ours: float, ref: float, rtol: float, atol: float = 1e-8) -> bool:
     return math.isclose(ours, ref, rel_tol=rtol, abs_tol=atol)
 
 
-# ---- simulated studies ----------------------------------------------------------------------
-
-def simulate_cells(seed=3, models=None, n_tasks=6, mu=None, s_model=0.15, s_task=0.2) -> pl.DataFrame:
-    """Per-cell r from a known multilevel structure: role means in z, model and task effects, n items."""
-    rng = np.random.default_rng(seed)
-    models = models or {"teacher": 4, "base": 4, "student": 6, "rl": 3, "control": 2}
-    mu = mu or {"teacher": 0.75, "base": 0.5, "student": 0.35, "rl": 0.45, "control": 0.1}
-    u_task = rng.normal(0, s_task, n_tasks)
-    rows = []
-    for role, k in models.items():
-        for m in range(k):
-            u_m = rng.normal(0, s_model)
-            for t in range(n_tasks):
-                n = int(rng.integers(20, 300))
-                z = mu[role] + u_m + u_task[t] + rng.normal(0, 1 / math.sqrt(n - 3))
-                rows.append({"model": f"{role}-{m}", "task": f"task-{t}", "role": role, "r": math.tanh(z), "n": n})
-    return pl.DataFrame(rows)
-
-
-def simulate_items(seed=11, per_role=2, roles=("base", "teacher", "student", "rl"), n_tasks=3, n_items=20,
-                   slopes=None, sd_item=0.3, sd_model=0.5, sd_model_slope=0.12, sd_res=0.4) -> pl.DataFrame:
-    """log cost = model intercept + (role slope + model slope) * hd_z + item effect + noise."""
-    rng = np.random.default_rng(seed)
-    slopes = slopes or {"base": 0.4, "teacher": 0.55, "student": 0.15, "rl": 0.3, "control": 0.0}
-    items = [(f"t{t}", f"i{i}", float(rng.normal(900 + 300 * t, 250)), float(rng.normal(0, sd_item)))
-             for t in range(n_tasks) for i in range(n_items)]
-    rows = []
-    for role in roles:
-        for m in range(per_role):
-            a, b = rng.normal(0, sd_model), rng.normal(0, sd_model_slope)
-            for task, item, hd, e in items:
-                hd_z = (hd - 900 - 300 * int(task[1:])) / 250
-                y = 5 + a + (slopes[role] + b) * hd_z + e + rng.normal(0, sd_res)
-                rows.append({"model": f"{role}-{m}", "task": task, "item_id": item, "role": role,
-                             "log_cost": y, "human_difficulty": hd})
-    return pl.DataFrame(rows)
-
-
 # ---- (a) role contrasts vs metafor ----------------------------------------------------------
 
 R_META = r"""
@@ -87,12 +51,14 @@ suppressMessages(library(metafor))
 d <- read.csv(commandArgs(TRUE)[1], stringsAsFactors = FALSE)
 d$yi <- atanh(pmin(pmax(d$r, -0.999999), 0.999999)); d$vi <- 1 / (d$n - 3)
 d$role <- factor(d$role, levels = sort(unique(d$role)))
-fit <- rma.mv(yi, vi, mods = ~ 0 + role, random = list(~ 1 | model, ~ 1 | task), data = d, method = "REML")
+fit <- rma.mv(yi, vi, mods = ~ 0 + role, random = list(~ 1 | model, ~ 1 | task), data = d, method = "REML",
+              test = "t")
 b <- coef(fit); V <- vcov(fit); roles <- levels(d$role)
 con <- function(a, bb) { cc <- setNames(rep(0, length(b)), names(b)); cc[paste0("role", a)] <- 1
   cc[paste0("role", bb)] <- -1; est <- sum(cc * b); se <- sqrt(drop(t(cc) %*% V %*% cc))
-  list(estimate = est, se = se, p = 2 * pnorm(-abs(est / se))) }
+  list(estimate = est, se = se, p = 2 * pt(-abs(est / se), fit$ddf[1])) }
 out <- list(roles = roles, b = unname(b), se = unname(fit$se), ci_lb = unname(fit$ci.lb), ci_ub = unname(fit$ci.ub),
+            df = unname(fit$ddf[1]), pval = unname(fit$pval),
             sigma2 = fit$sigma2, loglik = as.numeric(logLik(fit)),
             student_vs_base = con("student", "base"), rl_vs_teacher = con("rl", "teacher"))
 cat(jsonlite::toJSON(out, digits = NA, auto_unbox = TRUE), "\n")
@@ -112,6 +78,7 @@ def test_role_contrasts_match_metafor(tmp_path, seed, s_task):
         assert _close(got["se"], ref["se"][j], RTOL), role
         assert _close(got["ci_low"], ref["ci_lb"][j], RTOL) and _close(got["ci_high"], ref["ci_ub"][j], RTOL)
         assert _close(got["r"], math.tanh(ref["b"][j]), RTOL)
+        assert got["df"] == ref["df"] and _close(got["p"], ref["pval"][j], RTOL, atol=1e-12)
     assert _close(res["sigma2_model"], ref["sigma2"][0], RTOL_VC, atol=1e-7)
     assert _close(res["sigma2_task"], ref["sigma2"][1], RTOL_VC, atol=1e-7)
     assert _close(res["loglik"], ref["loglik"], RTOL)
@@ -248,8 +215,8 @@ def test_item_criterion_equals_lme4_at_its_theta(tmp_path):
     roles = sorted(set(df["role"].to_list()))
     _, X = ml._fixed_design(df, roles, "base")
     terms, _ = ml._random_terms(df, [])
-    assert [t["name"] for t in terms] == ["item", "model"]  # lme4's order: most levels first
-    crit = ml._ProfiledREML(df["log_cost"].to_numpy(), X, terms)
+    assert [t.name for t in terms] == ["item", "model"]  # lme4's order: most levels first
+    crit = mixed.ProfiledDeviance(df["log_cost"].to_numpy(), X, terms)
     assert crit(np.array(ref["theta"]))["deviance"] == pytest.approx(ref["reml"], rel=1e-10)
 
 

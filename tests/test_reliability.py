@@ -30,6 +30,7 @@ from cogdistill.stats.reliability import (
     participant_halves,
     sample_halves,
     spearman_brown,
+    unequal_halves,
 )
 from cogdistill.tasks.load import load_task
 from cogdistill.tasks.item_table import TRIAL_SCHEMA, TaskDataError
@@ -219,7 +220,11 @@ def test_model_one_split_matches_scipy_and_polars():
     half = marked.group_by("item_id", "a").agg(pl.col("cost").mean()).pivot("a", index="item_id", values="cost")
     r = stats.pearsonr(np.log1p(half["true"]), np.log1p(half["false"])).statistic
     out = model_split_half(costs, n_splits=1, seed=9)
-    assert out["r_half"] == pytest.approx(r, rel=1e-9) and out["reliability"] == pytest.approx(2 * r / (1 + r), rel=1e-9)
+    # 2..5 samples per item: the halves' lengths differ, so the correction is for their harmonic mean lengths
+    # (issue 22: factor 2 underestimated), checked against a root-finder in tests/test_role_means_reliability.py
+    lengths = [len(k) / np.sum(1.0 / x) for x in (k // 2, k - k // 2, k)]
+    assert out["r_half"] == pytest.approx(r, rel=1e-9)
+    assert out["reliability"] == pytest.approx(unequal_halves(r, *lengths), rel=1e-9)
     assert out["n_items"] == 30 and out["n_participants"] is None and out["note"] is None
     assert (in_a.sum(axis=1) == k // 2).all() and np.array_equal(sample_halves(k, 300, 9)[0], in_a)
 

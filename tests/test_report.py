@@ -181,7 +181,15 @@ def test_folder_errors_name_the_file_and_the_fix(tmp_path):
 
 
 def test_cli_errors_exit_2_without_a_traceback(tmp_path):
+    from mlflow import MlflowClient
+
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}"}
+    proc = subprocess.run([sys.executable, "-m", "cogdistill.report", "--experiment", "nope"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    # a reader never creates a store (issue 23)
+    assert proc.returncode == 2 and "no MLflow store at" in proc.stdout and "Traceback" not in proc.stderr
+    assert not (tmp_path / "empty.db").exists()
+    MlflowClient(env["MLFLOW_TRACKING_URI"]).search_experiments()  # an empty store, made by MLflow
     proc = subprocess.run([sys.executable, "-m", "cogdistill.report", "--experiment", "nope"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no experiment 'nope'" in proc.stdout and "Traceback" not in proc.stderr

@@ -85,9 +85,11 @@ def test_ceiling_same_r_at_every_level_scaled_cost(ceiling):
     for lv, rho in zip(sec["levels"], CEILING.rho):
         assert lv["n_items"] == N_ITEMS and abs(lv["r"] - rho) < 0.12, lv
         assert lv["r_ci_low"] < rho < lv["r_ci_high"]
-    assert sec["bf01"] > 1 and sec["omnibus"]["p"] > 0.05
+    # one study: the omnibus test's size is checked by simulation (tests/test_effort_calibration.py)
+    assert sec["bf01"] > 3 and sec["omnibus"]["note"] is None
     cd = sec["ceiling_or_dial"]
-    assert cd["verdict"] == E.CEILING and abs(cd["r"]) < 0.15
+    assert cd["verdict"] == E.CEILING and abs(cd["r"]) < 0.15 and cd["bf01"] >= 3
+    assert "BF01" in cd["verdict_reason"] and cd["p_holm"] >= cd["p"]
     assert abs(cd["mean_delta"] - CEILING.expected_delta()) < 0.08  # log 4
     assert cd["mean_delta_ci_low"] < CEILING.expected_delta() < cd["mean_delta_ci_high"]
     means = [m["cost_mean"] for m in sec["manipulation"]]
@@ -135,14 +137,14 @@ d <- read.csv(commandArgs(TRUE)[1], colClasses = c(item_id = "character", level 
 z <- function(v) as.numeric(scale(v))
 d$z_cost <- ave(d$log_cost, d$level, FUN = z)
 d$z_rt <- ave(d$human_difficulty, d$level, FUN = z)
-d$level <- factor(d$level)
+d$level <- factor(d$level, levels = unique(d$level))
 ctl <- lmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-10))
-m0 <- lmer(z_cost ~ level + z_rt + (1 | item_id), data = d, REML = FALSE, control = ctl)
 m1 <- lmer(z_cost ~ level * z_rt + (1 | item_id), data = d, REML = FALSE, control = ctl)
-a <- anova(m0, m1)
-cat(toJSON(list(ll0 = as.numeric(logLik(m0)), ll1 = as.numeric(logLik(m1)), bic0 = BIC(m0), bic1 = BIC(m1),
-  k0 = attr(logLik(m0), "df"), k1 = attr(logLik(m1), "df"), chi2 = a$Chisq[2], p = a[["Pr(>Chisq)"]][2],
-  nobs = nobs(m1)), digits = NA, auto_unbox = TRUE), "\\n")
+b <- fixef(m1); k <- nlevels(d$level)
+slopes <- c(b["z_rt"], b["z_rt"] + b[paste0("level", levels(d$level)[-1], ":z_rt")])
+vc <- as.data.frame(VarCorr(m1))
+cat(toJSON(list(ll1 = as.numeric(logLik(m1)), slopes = unname(slopes), var_item = vc$vcov[1],
+  var_residual = sigma(m1)^2), digits = NA, auto_unbox = TRUE), "\\n")
 """
 
 
@@ -152,16 +154,35 @@ def _level_rows(study, report) -> pl.DataFrame:
 
 
 @pytest.mark.parametrize("truth", [CEILING, DIAL], ids=["ceiling", "dial"])
-def test_mixed_models_match_lme4(truth, tmp_path, ceiling, dial):
+def test_level_slopes_match_lme4(truth, tmp_path, ceiling, dial):
+    """The mixed model that describes the per-level slopes (not the test) is lme4's ML fit."""
     study, report, sec = ceiling if truth is CEILING else dial
-    ref = run_r(LMER, tmp_path, _level_rows(study, report), "lme4", "jsonlite")
+    order = pl.DataFrame({"level": sec["omnibus"]["levels"], "_k": range(len(sec["omnibus"]["levels"]))})
+    rows = _level_rows(study, report).join(order, on="level").sort("_k", "item_id").drop("_k")
+    ref = run_r(LMER, tmp_path, rows, "lme4", "jsonlite")
     om = sec["omnibus"]
-    assert (om["n_obs"], om["n_params_without"], om["n_params_with"]) == (ref["nobs"], ref["k0"], ref["k1"])
-    for ours, theirs in ((om["loglik_without"], ref["ll0"]), (om["loglik_with"], ref["ll1"]),
-                         (om["bic_without"], ref["bic0"]), (om["bic_with"], ref["bic1"]), (om["chi2"], ref["chi2"])):
-        assert ours == pytest.approx(theirs, rel=1e-7, abs=1e-7)
-    assert om["p"] == pytest.approx(ref["p"], rel=1e-5)
-    assert sec["bf01"] == pytest.approx(math.exp((ref["bic1"] - ref["bic0"]) / 2), rel=1e-6)
+    assert om["converged"] and om["loglik"] == pytest.approx(ref["ll1"], rel=1e-8)
+    assert list(om["slopes"].values()) == pytest.approx(ref["slopes"], rel=1e-5)
+    assert om["var_item"] == pytest.approx(ref["var_item"], rel=1e-4, abs=1e-8)
+    assert om["var_residual"] == pytest.approx(ref["var_residual"], rel=1e-5)
+
+
+def test_omnibus_is_steigers_pooled_z_for_two_levels(ceiling, dial):
+    """With two levels the omnibus chi2 is Steiger's (1980) Z2* squared, written here from the paper's
+    formula (eq. 14, pooled r-bar) rather than from the module's general k form."""
+    for _, report, sec in (ceiling, dial):
+        for test in sec["pairwise"]:
+            n, r12, r13, r23 = test["n"], test["r_a"], test["r_b"], test["r_ab"]
+            rbar = (r12 + r13) / 2
+            s = (r23 * (1 - 2 * rbar**2) - 0.5 * rbar**2 * (1 - 2 * rbar**2 - r23**2)) / (1 - rbar**2) ** 2
+            z = (math.atanh(r12) - math.atanh(r13)) * math.sqrt(n - 3) / math.sqrt(2 - 2 * s)
+            pair = report.items.filter(pl.col("task") == "task-0")
+            levels = effort_design(report.study.models).filter(pl.col("level").is_in([test["level_a"], test["level_b"]]))
+            rows = pair.join(levels.select("model", "level"), on="model").select(
+                "item_id", "level", "log_cost", "human_difficulty")
+            om = E.level_interaction(rows, [test["level_a"], test["level_b"]])
+            assert om["chi2"] == pytest.approx(z * z, rel=1e-9)
+            assert om["bf01"] == pytest.approx(math.exp((math.log(n) - z * z) / 2), rel=1e-9)
 
 
 COR_TEST = """

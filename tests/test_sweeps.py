@@ -23,8 +23,13 @@ def _sweep(conf, mirror, models: str, *extra: str):
 
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=local"]], ids=["basic", "local"])
 @pytest.mark.slow  # 20-33 s per launcher
-def test_a_failing_job_does_not_stop_the_others(isolated_env, tiny_conf, mult_mirror, launcher):
-    """The middle job's weights folder is gone at run time (its config is valid): jobs 0 and 2 still run."""
+def test_a_failing_job_does_not_stop_the_others(isolated_env, tiny_conf, tiny_model_dir, mult_mirror, launcher):
+    """The middle job's weights are gone at run time (its config is valid): jobs 0 and 2 still run."""
+    import shutil
+
+    # the folder passes the pre-flight (it holds a config.json) and has no weights to load
+    (isolated_env / "no-such-weights").mkdir()
+    shutil.copy(tiny_model_dir / "config.json", isolated_env / "no-such-weights")
     text = (tiny_conf / "model" / "tiny-random.yaml").read_text()
     broken = text.replace("name: tiny-random", "name: tiny-gone").split("weights:")[0] + \
         f"weights:\n  source: local\n  path: {isolated_env / 'no-such-weights'}\nchat: true\nthink_start: null\n" \
@@ -37,9 +42,9 @@ def test_a_failing_job_does_not_stop_the_others(isolated_env, tiny_conf, mult_mi
     assert "1 of 3 job(s) failed" in proc.stdout and "#1 (model=tiny-gone" in proc.stdout
     assert "no-such-weights" in proc.stdout
     client, runs = runs_by_kind()
-    # tiny-gone failed before its run was created (resolving weights): the parent lists it
+    # tiny-gone failed loading its weights: its run is FAILED and the parent lists it
     assert sorted((r.data.tags["model"], r.info.status) for r in runs["job"]) == [
-        ("tiny-random", "FINISHED"), ("tiny-random-b", "FINISHED")]
+        ("tiny-gone", "FAILED"), ("tiny-random", "FINISHED"), ("tiny-random-b", "FINISHED")]
     (parent,) = runs["sweep"]
     assert parent.info.status == "FAILED" and parent.data.tags["cogdistill.failed_jobs"] == "1"
     failed = client.download_artifacts(parent.info.run_id, "failed_jobs.csv")

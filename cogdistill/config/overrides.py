@@ -37,6 +37,9 @@ _SECRET_FIX = ("the command line is saved under .hydra/ and engine settings are 
                "would be stored with the run: put the key in an environment variable and name it with "
                "engine.api_key_env (e.g. engine.api_key_env=MY_API_KEY).")
 
+_STORE_SECRET_FIX = ("the command line is saved under .hydra/ and the config is logged to MLflow, so the store's "
+                     "password would be stored with every run: give the address in the environment instead, "
+                     "MLFLOW_TRACKING_URI=postgresql://user:PASSWORD@host/db (it wins over tracking.uri).")
 
 BUDGET_OPTION = re.compile(r"budget_(\d+)")  # the group option `effort=budget=N` is rewritten to
 
@@ -121,7 +124,9 @@ def _parse(arg: str):
         return OverridesParser.create().parse_override(arg)
     except HydraException as exc:
         if _secret_in_text(arg):  # Hydra's message may quote the offending text: never echo a key
-            raise ConfigError(f"command line: an argument holds what looks like an API key; {_SECRET_FIX}") from None
+            fix = _STORE_SECRET_FIX if arg.lstrip("+~").startswith("tracking.") else _SECRET_FIX
+            raise ConfigError(f"command line: an argument holds what looks like an API key or password; {fix}") \
+                from None
         if "=" not in arg:
             raise ConfigError(
                 f"command line: `{arg}` is not an override (key=value). A value with a space split by the shell? "
@@ -134,8 +139,10 @@ def _parse(arg: str):
 
 
 def _secret_in_text(text: str) -> bool:
-    from cogdistill.secrets import looks_like_a_key
+    from cogdistill.secrets import looks_like_a_key, uri_secrets
 
+    if any(uri_secrets(u) for u in re.findall(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"]+", text)):
+        return True  # an address with a password or token (Hydra needs a URI with `=` quoted)
     return looks_like_a_key(text) or any(looks_like_a_key(t) for t in re.split(r"[\s=,:{}\[\]()'\"]+", text) if t)
 
 
@@ -150,7 +157,8 @@ def _refuse_secrets(override) -> None:
             check_openai_settings({key.split(".")[-1]: value}, f"command line: {key.rsplit('.', 1)[0]}.")
     problems = [p for value in _values(override) for p in find_secrets(value, key)]
     if problems:
-        raise ConfigError(f"command line: {problems[0]}; {_SECRET_FIX}")
+        raise ConfigError(f"command line: {problems[0]}; "
+                          + (_STORE_SECRET_FIX if key.split(".")[0] == "tracking" else _SECRET_FIX))
 
 
 def _values(override) -> List[Any]:

@@ -78,6 +78,10 @@ class ModelConfig:
     license: Optional[str] = None
     notes: Optional[str] = None
     training_run: Optional[str] = None  # MLflow run id of the cogdistill.train run that made it
+    # billions of parameters, for the sweep's memory check (cogdistill.feasibility) when no config.json
+    # is cached; weights_gb: the checkpoint's size in memory where dtype x params_b is wrong (MXFP4, GGUF)
+    params_b: Optional[float] = None
+    weights_gb: Optional[float] = None
 
 
 @dataclass
@@ -231,6 +235,13 @@ class AnalysisConfig:
 
 
 @dataclass
+class SweepConfig:
+    # a job that cannot run here (weights absent, too little memory, too few GPUs: cogdistill.feasibility)
+    # stops the sweep before any job starts; true: run the others, list it on the parent run
+    skip_infeasible: bool = False
+
+
+@dataclass
 class Config:
     study: str = "demo"
     model: ModelConfig = MISSING
@@ -241,6 +252,7 @@ class Config:
     tracking: TrackingConfig = MISSING
     data: DataConfig = field(default_factory=DataConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     cache_dir: str = "${oc.env:COGDISTILL_CACHE_DIR,'~/.cache/cogdistill'}"
 
 

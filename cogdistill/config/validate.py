@@ -31,6 +31,9 @@ ENGINE_SCHEMAS: Dict[str, type] = engine_settings_schemas()
 def register_schemas() -> None:
     from hydra.core.config_store import ConfigStore
 
+    from cogdistill.config.yaml_bounds import install
+
+    install()  # before Hydra reads a config file: a 'billion laughs' file is refused, not built
     share_config_store()
     cs = ConfigStore.instance()
     cs.store(name="cogdistill_schema", node=Config)
@@ -170,11 +173,13 @@ def settings_of(section: Any) -> Dict[str, Any]:
     return dict(vars(section)) if dataclasses.is_dataclass(section) else dict(section)
 
 
-def check_bounds(settings: Dict[str, Any], schema: type, where: str) -> None:
+def check_bounds(settings: Dict[str, Any], schema: type, where: str,
+                 table: Optional[Dict[type, Dict[str, Bound]]] = None) -> None:
     """Raise ConfigError for the first setting of `schema` outside its Bound; `where` prefixes the
-    field name in the message (e.g. "engine." or "conf/model/x.yaml: engine_kwargs.vllm.")."""
+    field name in the message (e.g. "engine." or "conf/model/x.yaml: engine_kwargs.vllm."). `table`:
+    a command's own settings (cogdistill.train's), else BOUNDS."""
     defaults = {f.name: f.default for f in dataclasses.fields(schema)}
-    for name, bound in BOUNDS.get(schema, {}).items():
+    for name, bound in (BOUNDS if table is None else table).get(schema, {}).items():
         value = settings.get(name)
         if value is None:
             continue
@@ -249,13 +254,17 @@ def config_warnings(job: Config) -> List[str]:
     return notes
 
 
+# A name that becomes a file or folder name: no '/' or '..' may steer it elsewhere.
+NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.+-]*"
+
+
 def validate(cfg: DictConfig) -> Config:
     """Return the typed config, or raise ConfigError saying which file to fix and how."""
     job: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     model = job.model
     # names become file names (cache folders, MLflow artifacts): no '/' or '..' may steer them elsewhere
     for what, name in [("model", model.name), *(("task", t.name) for t in job.task.values())]:
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*", name):
+        if not re.fullmatch(NAME_PATTERN, name):
             raise ConfigError(f"{what} `name: {name}`: use letters, digits and . _ + - only (it names files); "
                               f"normally the config file's name, e.g. conf/{what}/<name>.yaml.")
     src = model_file(model.name)

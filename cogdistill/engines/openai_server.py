@@ -37,7 +37,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Set, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
-from cogdistill.config.schema import ModelConfig, OpenAIEngineConfig, SamplingConfig
+from cogdistill.config.schema import MAX_SAMPLES, MAX_TOKENS_LIMIT, ModelConfig, OpenAIEngineConfig, SamplingConfig
 from cogdistill.engines.base import EngineError, Generation, OnResult, Request
 from cogdistill.engines import http_deadline
 from cogdistill.engines.tokenizer import chat_messages, load_tokenizer, stop_token_ids, strip_stop_tokens
@@ -56,6 +56,8 @@ _BODY_BYTES_PER_TOKEN = 4096
 # No token of a real vocabulary decodes to more characters than its longest entry (see
 # _chars_per_token); this floor keeps a mismatched local tokenizer from refusing real answers.
 _MIN_CHARS_PER_TOKEN = 32
+# One request's usage can count at most sampling.n generations of max_tokens each (both at their limits).
+MAX_USAGE_TOKENS = MAX_TOKENS_LIMIT * MAX_SAMPLES
 # A 4xx message saying the server only streams ("stream must be true", "streaming is required",
 # "only streaming requests are supported", a FastAPI "stream: field required").
 _WANTS_STREAMING = re.compile(r"\bstream(ing)?\b.{0,40}\b(true|required|must)\b|\bonly\b.{0,20}\bstream",
@@ -93,13 +95,14 @@ def _retry_after(headers) -> Optional[float]:
 
 
 def _token_count(value: Any) -> Optional[int]:
-    """A usage value as a count: a non-negative int (or integral float), else None (broken)."""
+    """A usage value as a count: a non-negative int (or integral float) no larger than any real
+    request's (MAX_USAGE_TOKENS), else None (broken): 10**30 would overflow the trace table."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and value >= 0:
-        return int(value)
+        return value if 0 <= value <= MAX_USAGE_TOKENS else None
     return None
 
 
@@ -439,8 +442,11 @@ class OpenAIEngine:
             err = data.get("error")  # some servers report errors with HTTP 200
             said = err.get("message") if isinstance(err, dict) else err
             raise bad("the field `choices` is missing" + (f"; the server says: {self._quote(said)}" if said else ""))
+        if not choices:
+            raise bad("`choices` is empty: the server generated nothing for this request")
         if len(choices) != n:
-            raise bad(f"{len(choices)} choices for n={n} (does the server support sampling.n > 1?)")
+            hint = " (does the server support sampling.n > 1?)" if n > 1 else ""
+            raise bad(f"{len(choices)} choices for n={n}{hint}")
         if not all(isinstance(c, dict) for c in choices):
             raise bad("`choices` holds something other than objects")
         if all(isinstance(c.get("index"), int) for c in choices):
@@ -490,7 +496,8 @@ class OpenAIEngine:
         return _Output(text, reasoning, finish, choice.get("token_ids"))
 
     def _usage(self, raw: Any) -> Dict[str, int]:
-        """The server's token accounting. A value that is no count (NaN, Infinity, negative, text)
+        """The server's token accounting. A value that is no count (NaN, Infinity, negative, text,
+        more than MAX_USAGE_TOKENS)
         means the server's accounting is broken: all of it is ignored (our own counts are used
         instead), and a warning says so once."""
         if not isinstance(raw, dict):

@@ -12,7 +12,7 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence
 
 from cogdistill.config.schema import ModelConfig
 from cogdistill.errors import CogdistillError
-from cogdistill.engines.protocols import EffortPlan, protocol_for
+from cogdistill.engines.protocols import EffortPlan, ProtocolError, protocol_for, protocol_name
 from cogdistill.engines.weights import ResolvedWeights
 
 
@@ -30,18 +30,19 @@ def chat_messages(model: ModelConfig, prompt: str) -> List[Dict[str, str]]:
 
 def load_tokenizer(model: ModelConfig, weights: ResolvedWeights):
     """The Hugging Face tokenizer of the model's weights: the one loader every engine and the trace
-    counter use, so they all see the same vocabulary and special tokens."""
+    counter use, so they all see the same vocabulary and special tokens. It is refused when the
+    model's reasoning protocol cannot be read in its output (check_protocol_tokens)."""
     # A folder with tokenizer.json loads through PreTrainedTokenizerFast, which skips importing
     # torch and every model class (about 1 s instead of 8): a fully cached job needs nothing more.
     if not model.trust_remote_code and (Path(weights.path) / "tokenizer.json").is_file():
         from transformers import PreTrainedTokenizerFast
 
-        return PreTrainedTokenizerFast.from_pretrained(weights.path)
+        return check_protocol_tokens(model, weights, PreTrainedTokenizerFast.from_pretrained(weights.path))
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(weights.path, revision=weights.revision,
-                                             trust_remote_code=model.trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(weights.path, revision=weights.revision,
+                                            trust_remote_code=model.trust_remote_code)
     except (OSError, ValueError) as exc:
         raise PromptError(
             f"model '{model.name}': cannot load the tokenizer of {weights.path}"
@@ -50,6 +51,43 @@ def load_tokenizer(model: ModelConfig, weights: ResolvedWeights):
             f"{model.hf_id}`) and keep HF_HOME pointing at that cache, or set `weights.source: local` and "
             f"`weights.path` in conf/model/{model.name}.yaml."
         ) from exc
+    return check_protocol_tokens(model, weights, tok)
+
+
+HARMONY_TOKENS = ("<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>")
+
+
+def check_protocol_tokens(model: ModelConfig, weights: ResolvedWeights, tok: Any) -> Any:
+    """tok, when the model's protocol markers exist in it: harmony's special tokens with harmony's
+    ids (its output is parsed as o200k_harmony ids), think tags as tokens or text that decoding keeps
+    (the split finds them in the decoded text). Otherwise every count would be silently zero or
+    wrong, so the job is refused before any request (ProtocolError)."""
+    name, src = protocol_name(model), f"conf/model/{model.name}.yaml"
+    if name == "harmony":
+        from cogdistill.engines.protocols import harmony_encoding
+
+        enc = harmony_encoding()
+        missing = [t for t in HARMONY_TOKENS
+                   if list(tok.encode(t, add_special_tokens=False)) != list(enc.encode(t, allowed_special="all"))]
+        if missing:
+            raise ProtocolError(
+                f"{src}: model '{model.name}' has `protocol: harmony`, but the tokenizer of its weights "
+                f"({weights.path}) lacks harmony's special tokens {missing} (gpt-oss's o200k_harmony ids): its output "
+                "cannot be read as harmony, and every count would be zero. Set the `protocol:` these weights speak "
+                "(plain, think_tags, qwen3), or point the config at gpt-oss weights.")
+    elif name in ("think_tags", "qwen3"):
+        for field in ("think_start", "think_end"):
+            marker = getattr(model, field) or ("</think>" if field == "think_end" else None)
+            if not marker or not marker.strip():
+                continue
+            back = tok.decode(tok.encode(marker, add_special_tokens=False), skip_special_tokens=True)
+            if marker.strip() not in back:
+                raise ProtocolError(
+                    f"{src}: `{field}: {marker}` does not survive the tokenizer of model '{model.name}' "
+                    f"({weights.path}): it decodes to {back[:60]!r} (a special token that decoding drops, or text "
+                    "it cannot spell), so the reasoning could never be split from the answer. Set the tag these "
+                    "weights write, or the `protocol:` they speak (plain: no reasoning block).")
+    return tok
 
 
 class ModelTokenizer:
@@ -61,6 +99,8 @@ class ModelTokenizer:
         self.protocol = protocol_for(model)
         if self.protocol.name == "harmony":
             self.hf = _HarmonyTokenizer()
+            if Path(weights.path).is_dir():  # local weights: their tokenizer must be harmony's (no download here)
+                load_tokenizer(model, weights)
             return
         self.hf = load_tokenizer(model, weights)
         if model.chat and not self.hf.chat_template:

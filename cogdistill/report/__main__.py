@@ -39,9 +39,50 @@ def parse(argv):
                     help="censored traces (cut by max_tokens): drop = an item's cost is the mean over its uncensored "
                          "samples, items with none leave the cell (default); budget = count them at the budget. "
                          "Either way the report shows r under both for every cell with censored items.")
-    ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples per CI (default 2000)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bootstrap", type=bounded("--bootstrap", 0, MAX_BOOTSTRAP), default=2000,
+                    help=f"bootstrap resamples per CI (default 2000; 0: no bootstrap CI; at most {MAX_BOOTSTRAP:,})")
+    ap.add_argument("--seed", type=bounded("--seed", 0, 2**32 - 1), default=0)
     return ap.parse_args(argv)
+
+
+# as the job's analysis.bootstrap (cogdistill/config/validate.py): more resamples no longer change a
+# 95% CI, while the resample matrix (resamples x items) fills memory
+MAX_BOOTSTRAP = 100_000
+# --synthetic: the traces a simulated study may hold (a 20x8x400x4 study holds 256,000); far more
+# would fill memory before the first analysis; each model x task cell is a step of the simulation
+MAX_SYNTHETIC_TRACES, MAX_SYNTHETIC_CELLS = 5_000_000, 20_000
+
+
+def bounded(flag: str, low: int, high: int):
+    """An argparse type: a whole number in low..high, else argparse's one-line usage error (exit 2)."""
+    def parse_int(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{value!r}: give a whole number from {low:,} to {high:,}")
+        return number
+
+    parse_int.__name__ = flag  # argparse names the type in its message: "invalid --seed value"
+    return parse_int
+
+
+def synthetic_size(value: str):
+    """--synthetic MxTxIxS: four positive whole numbers, at most MAX_SYNTHETIC_TRACES traces in all."""
+    try:
+        sizes = [int(x) for x in value.lower().split("x")]
+    except ValueError:
+        sizes = []
+    if len(sizes) != 4 or min(sizes) < 1:
+        raise CogdistillError(f"--synthetic {value}: expected MODELSxTASKSxITEMSxSAMPLES, four whole numbers of at "
+                              "least 1, e.g. 20x8x400x4.")
+    m, t, i, s = sizes
+    if m * t * i * s > MAX_SYNTHETIC_TRACES or m * t > MAX_SYNTHETIC_CELLS:
+        raise CogdistillError(f"--synthetic {value}: {m * t * i * s:,} simulated traces in {m * t:,} model x task "
+                              f"cells, more than a report holds in memory (at most {MAX_SYNTHETIC_TRACES:,} traces "
+                              f"and {MAX_SYNTHETIC_CELLS:,} cells); shrink a factor, e.g. 20x8x400x4.")
+    return m, t, i, s
 
 
 def main(argv=None) -> int:
@@ -107,26 +148,22 @@ def load(args):
     if args.synthetic:
         from cogdistill.report.synthetic import simulate
 
-        try:
-            m, t, i, s = (int(x) for x in args.synthetic.lower().split("x"))
-        except ValueError:
-            raise CogdistillError(f"--synthetic {args.synthetic}: expected MODELSxTASKSxITEMSxSAMPLES, e.g. 20x8x400x4.")
-        return simulate(m, t, i, s, seed=args.seed), None, None
+        return simulate(*synthetic_size(args.synthetic), seed=args.seed), None, None
     from cogdistill.config.schema import TrackingConfig
     from cogdistill.report.parallel import in_background
-    from cogdistill.tracking.store import tracking_uri
+    from cogdistill.tracking.store import check_store, reader_client, tracking_uri
 
     uri = args.tracking_uri or tracking_uri(TrackingConfig())
     client, parent = None, args.parent
     if parent == "latest" or args.log:
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking_uri=uri)
+        client = reader_client(uri)  # checks the store: a report never creates one, never waits minutes on one
         if parent == "latest":
             parent = latest_sweep(client, args.experiment)
     # Reading the runs (importing MLflow alone is ~2 s) runs in a forked process while this one imports
     # what the analyses and figures need: two cores, one wait. Forked before any polars query runs
     # here, so the child's polars starts its own thread pool.
+    else:
+        check_store(uri, write=False)  # here, before the fork: the reading process inherits MLflow's settings
     reading = in_background(S.from_mlflow, uri, args.experiment, parent)
     warm_imports(figures=not args.no_figures)
     return reading(), client, parent
@@ -147,12 +184,13 @@ def warm_imports(figures: bool) -> None:
 
 def latest_sweep(client, experiment: str) -> str:
     from cogdistill.tracking.run_format import Kind, kind_filter
+    from cogdistill.tracking.store import shown_uri
 
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], kind_filter(Kind.SWEEP), max_results=1,
                               order_by=["attributes.start_time DESC"]) if exp else []
     if not runs:
-        raise CogdistillError(f"experiment '{experiment}' has no sweep parent run in {client.tracking_uri}; "
+        raise CogdistillError(f"experiment '{experiment}' has no sweep parent run in {shown_uri(client.tracking_uri)}; "
                               "run a sweep (python -m cogdistill -m ...) or drop --parent.")
     return runs[0].info.run_id
 

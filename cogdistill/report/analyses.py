@@ -172,9 +172,14 @@ def fisher_ci(rs: Sequence[float], ci: float = 0.95) -> tuple[float, float]:
 
 def role_means(alignment: pl.DataFrame, models: pl.DataFrame, ci: float = 0.95) -> pl.DataFrame:
     """Mean r of each role over its model x task cells: the paper's unweighted mean (teachers
-    0.64, students 0.34) and beside it the inverse-variance weighted Fisher-z mean, in which a
-    60-item task weighs 19 times a 6-item one (weights n - 3). Cells are not independent (they
-    share models and tasks): the multilevel model (report.multilevel) is the inference."""
+    0.64, students 0.34); the inverse-variance weighted Fisher-z mean, in which a 60-item task
+    weighs 19 times a 6-item one (weights n - 3), with its fixed-effect CI (r_weighted: as if every
+    cell estimated one correlation, too narrow when cells differ); and the random-effects mean
+    (r_random: tau^2 between cells by REML, as metafor::rma), whose CI is the one to read. Cells
+    are not independent either (they share models and tasks): the multilevel model
+    (report.multilevel) is the inference."""
+    from cogdistill.stats.random_effects import random_effects_fisher_mean
+
     joined = alignment.join(models.select("model", "role"), on="model", how="left")
     if "n_items" not in joined.columns:
         joined = joined.with_columns(n_items=pl.lit(None, pl.Int64))
@@ -184,17 +189,22 @@ def role_means(alignment: pl.DataFrame, models: pl.DataFrame, ci: float = 0.95) 
         rs = defined["r"].to_list()
         low, high = fisher_ci(rs, ci)
         weighted = stats.weighted_fisher_mean(rs, defined["n_items"].to_list(), ci)
+        random = random_effects_fisher_mean(rs, defined["n_items"].to_list(), ci)
         rows.append({"role": role or "?", "n_models": cells["model"].n_unique(), "n_cells": len(rs),
                      "n_cells_undefined": cells.height - len(rs),
                      "r_mean": stats.plain_mean(rs), "r_mean_fisher": stats.fisher_mean(rs),
                      "ci_low": low, "ci_high": high, "r_weighted": weighted["r"],
                      "weighted_ci_low": weighted["ci_low"], "weighted_ci_high": weighted["ci_high"],
+                     "r_random": random["r"], "random_ci_low": random["ci_low"], "random_ci_high": random["ci_high"],
+                     "tau2": random["tau2"], "i2": random["i2"],
                      "n_items_total": int(defined["n_items"].fill_null(0).sum())})
     return pl.DataFrame(rows, schema={"role": pl.Utf8, "n_models": pl.Int64, "n_cells": pl.Int64,
                                       "n_cells_undefined": pl.Int64, "r_mean": pl.Float64,
                                       "r_mean_fisher": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
                                       "r_weighted": pl.Float64, "weighted_ci_low": pl.Float64,
-                                      "weighted_ci_high": pl.Float64, "n_items_total": pl.Int64}).sort("role")
+                                      "weighted_ci_high": pl.Float64, "r_random": pl.Float64,
+                                      "random_ci_low": pl.Float64, "random_ci_high": pl.Float64, "tau2": pl.Float64,
+                                      "i2": pl.Float64, "n_items_total": pl.Int64}).sort("role")
 
 
 def precision_table(alignment: pl.DataFrame) -> pl.DataFrame:
@@ -407,13 +417,28 @@ def inflation(items: pl.DataFrame, models: pl.DataFrame) -> pl.DataFrame:
         vs_base, vs_teacher = _paired_means(items, m["model"], m["base"]), _paired_means(items, m["model"], m["teacher"])
         for task, tokens in own.filter(pl.col("model") == m["model"]).select("task", "tokens").iter_rows():
             base, teacher = vs_base.get(task), vs_teacher.get(task)
+            notes = [why for why in (_ratio_note("base", m["base"], base), _ratio_note("teacher", m["teacher"], teacher))
+                     if why]
             rows.append({"student": m["model"], "role": m["role"], "task": task, "tokens": tokens,
                          "tokens_base": base[1] if base else None, "tokens_teacher": teacher[1] if teacher else None,
                          "vs_base": base[0] / base[1] if base and base[1] else None,
-                         "vs_teacher": teacher[0] / teacher[1] if teacher and teacher[1] else None})
+                         "vs_teacher": teacher[0] / teacher[1] if teacher and teacher[1] else None,
+                         "note": "; ".join(notes) or None})
     return pl.DataFrame(rows, schema={"student": pl.Utf8, "role": pl.Utf8, "task": pl.Utf8, "tokens": pl.Float64,
                                       "tokens_base": pl.Float64, "tokens_teacher": pl.Float64,
-                                      "vs_base": pl.Float64, "vs_teacher": pl.Float64}).sort("student", "task")
+                                      "vs_base": pl.Float64, "vs_teacher": pl.Float64,
+                                      "note": pl.Utf8}).sort("student", "task")
+
+
+def _ratio_note(which: str, other: Optional[str], means: Optional[tuple]) -> Optional[str]:
+    """Why an inflation ratio is null (None when it is defined)."""
+    if not other:
+        return f"vs_{which}: no {which} linked in the models table"
+    if not means:
+        return f"vs_{which}: {other!r} has no item with a complete cost shared with this model on this task"
+    if not means[1]:
+        return f"vs_{which}: {other!r} spends 0 tokens on the shared items"
+    return None
 
 
 def geometric_mean(values: Sequence[Optional[float]]) -> float:
@@ -430,11 +455,16 @@ def elasticity(items: pl.DataFrame) -> pl.DataFrame:
     rt_items = items.filter(pl.col("measure").is_in(list(RT_MEASURES)) & (pl.col("human_difficulty") > 0))
     for (model, task), cell in rt_items.partition_by("model", "task", as_dict=True).items():
         x, y = np.log(cell["human_difficulty"].to_numpy()), cell["log_cost"].to_numpy()
-        fit = linregress(x, y) if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0 else None
+        defined = np.isfinite(y)
+        x, y = x[defined], y[defined]
+        note = (f"{len(x)} item(s) with a complete cost: a slope needs 3" if len(x) < 3
+                else "human RT is constant over the items" if np.ptp(x) == 0
+                else "the cost is constant over the items" if np.ptp(y) == 0 else None)
+        fit = linregress(x, y) if note is None else None
         rows.append({"model": model, "task": task, "n": len(x), "slope": fit.slope if fit else NAN,
-                     "slope_se": fit.stderr if fit else NAN, "r2": fit.rvalue**2 if fit else NAN})
+                     "slope_se": fit.stderr if fit else NAN, "r2": fit.rvalue**2 if fit else NAN, "note": note})
     return pl.DataFrame(rows, schema={"model": pl.Utf8, "task": pl.Utf8, "n": pl.Int64, "slope": pl.Float64,
-                                      "slope_se": pl.Float64, "r2": pl.Float64}).sort("model", "task")
+                                      "slope_se": pl.Float64, "r2": pl.Float64, "note": pl.Utf8}).sort("model", "task")
 
 
 def js_bins(pooled: np.ndarray) -> np.ndarray:
@@ -508,10 +538,15 @@ def js_bootstrap_ci(p_samples: np.ndarray, q_samples: np.ndarray, *, n_boot: int
     return float(low), float(high)
 
 
-def js_permutation_p(p_samples: np.ndarray, q_samples: np.ndarray, *, n_perm: int = 200, seed: int = 0) -> float:
+JS_PERMUTATIONS = 2000  # Monte Carlo SE of p near .05: sqrt(.05 * .95 / 2000) = .0049 (200 gave .015)
+
+
+def js_permutation_p(p_samples: np.ndarray, q_samples: np.ndarray, *, n_perm: int = JS_PERMUTATIONS,
+                     seed: int = 0) -> float:
     """P-value of js_divergence against exchangeability: each item's two values swapped at
-    random. A bootstrap CI of a divergence never reaches 0 (the plug-in estimate is biased up),
-    so this, not the CI, says whether the two allocations differ beyond chance at this item count."""
+    random, (1 + #{null >= observed}) / (1 + n_perm). A bootstrap CI of a divergence never reaches
+    0 (the plug-in estimate is biased up), so this, not the CI, says whether the two allocations
+    differ beyond chance at this item count. Its Monte Carlo SE is permutation_mc_se(p, n_perm)."""
     n = len(p_samples)
     if n < MIN_EFFORT_ITEMS or n_perm < 1:
         return NAN
@@ -520,21 +555,55 @@ def js_permutation_p(p_samples: np.ndarray, q_samples: np.ndarray, *, n_perm: in
         return 1.0
     k = len(edges) - 1
     p_bin, q_bin = _bin_index(p_samples, edges), _bin_index(q_samples, edges)
-    observed = _js_rows(p_bin[None, :], q_bin[None, :], k)[0]
-    swap = np.random.default_rng(seed).random((n_perm, n)) < 0.5
-    null = _js_rows(np.where(swap, q_bin, p_bin), np.where(swap, p_bin, q_bin), k)
+    observed = _js_swapped(p_bin, q_bin, k, np.zeros((1, n), bool))[0]
+    rng = np.random.default_rng(seed)
+    # one random bit per item and permutation: np.unpackbits of random bytes, 20x cheaper than random() < .5
+    bits = np.frombuffer(rng.bytes(n_perm * ((n + 7) // 8)), np.uint8).reshape(n_perm, -1)
+    swap = np.unpackbits(bits, axis=1, count=n).view(bool)
+    null = _js_swapped(p_bin, q_bin, k, swap)
     return float((1 + np.sum(null >= observed - 1e-12)) / (n_perm + 1))
+
+
+def permutation_mc_se(p: float, n_perm: int) -> float:
+    """Monte Carlo standard error of a permutation p from n_perm random permutations,
+    sqrt(p (1 - p) / n_perm): how far another seed's p would typically be."""
+    if p is None or not math.isfinite(p) or n_perm < 1:
+        return NAN
+    return math.sqrt(p * (1 - p) / n_perm)
+
+
+def _js_swapped(p_bin: np.ndarray, q_bin: np.ndarray, k: int, swap: np.ndarray) -> np.ndarray:
+    """js_divergence after swapping each item's two values where swap (permutations, n) is True.
+
+    Only bin counts matter: swapping item i moves one count from bin p_bin[i] to q_bin[i] in p and
+    back in q (one small matrix product over the items whose bins differ), and with c log2 c
+    tabulated, JS = 1 + (F(p) + F(q) - F(p + q)) / (2n), F(c) = sum c log2 c: p + q never changes."""
+    n = p_bin.size
+    p_count = np.bincount(p_bin, minlength=k)
+    q_count = np.bincount(q_bin, minlength=k)
+    moves = np.flatnonzero(p_bin != q_bin)
+    step = np.zeros((moves.size, k), np.float32)  # counts up to n: exact in float32
+    step[np.arange(moves.size), q_bin[moves]] += 1
+    step[np.arange(moves.size), p_bin[moves]] -= 1
+    moved = np.rint(swap[:, moves].astype(np.float32) @ step).astype(np.int64)
+    c = np.arange(2 * n + 1, dtype=float)
+    clog = c * np.log2(np.where(c > 0, c, 1.0))
+    both = clog[p_count + q_count].sum()
+    value = 1.0 + (clog[p_count + moved].sum(axis=1) + clog[q_count - moved].sum(axis=1) - both) / (2 * n)
+    return np.maximum(0.0, value)
 
 
 MIN_EFFORT_ITEMS = 5  # a distribution of relative effort over fewer items is not one
 
 
-def relative_effort(items: pl.DataFrame, models: pl.DataFrame, *, n_boot: int = 500, seed: int = 0) -> pl.DataFrame:
+def relative_effort(items: pl.DataFrame, models: pl.DataFrame, *, n_boot: int = 500, n_perm: int = JS_PERMUTATIONS,
+                    seed: int = 0) -> pl.DataFrame:
     """Per student x task, on the items both it and its teacher have: each item's cost over the
     teacher's mean cost on those items. The mean (about the inflation over the teacher), its
     spread, and the Jensen-Shannon divergence between the teacher's and the student's
     log(1 + relative effort) distributions, with a bootstrap CI (0 when the student allocates
-    exactly like the teacher; a uniformly more verbose student shifts its distribution, so > 0)."""
+    exactly like the teacher; a uniformly more verbose student shifts its distribution, so > 0),
+    its permutation p over n_perm permutations and the p's Monte Carlo SE."""
     rows = []
     present = set(models["model"])
     for m in models.filter(pl.col("role").is_in(list(LINK_ROLES))).iter_rows(named=True):
@@ -542,7 +611,7 @@ def relative_effort(items: pl.DataFrame, models: pl.DataFrame, *, n_boot: int = 
         for task in sorted(items.filter(pl.col("model") == m["model"])["task"].unique()):
             row = {"student": m["model"], "teacher": teacher, "task": task, "n_items": 0, "effort_mean": NAN,
                    "effort_sd": NAN, "teacher_effort_sd": NAN, "js_teacher_student": NAN, "js_ci_low": NAN,
-                   "js_ci_high": NAN, "js_p": NAN, "note": None}
+                   "js_ci_high": NAN, "js_p": NAN, "js_p_mc_se": NAN, "js_n_perm": None, "note": None}
             pair = (items.filter((pl.col("model") == m["model"]) & (pl.col("task") == task))
                     .select("item_id", pl.col("cost_mean").alias("s"))
                     .join(items.filter((pl.col("model") == teacher) & (pl.col("task") == task))
@@ -563,13 +632,14 @@ def relative_effort(items: pl.DataFrame, models: pl.DataFrame, *, n_boot: int = 
                 row.update(effort_mean=float((s_cost / scale).mean()), effort_sd=float((s_cost / scale).std()),
                            teacher_effort_sd=float((t_cost / scale).std()),
                            js_teacher_student=js_divergence(t_rel, s_rel), js_ci_low=low, js_ci_high=high,
-                           js_p=js_permutation_p(t_rel, s_rel, seed=seed))
+                           js_p=js_permutation_p(t_rel, s_rel, n_perm=n_perm, seed=seed), js_n_perm=n_perm)
+                row["js_p_mc_se"] = permutation_mc_se(row["js_p"], n_perm)
             rows.append(row)
     return pl.DataFrame(rows, schema={"student": pl.Utf8, "teacher": pl.Utf8, "task": pl.Utf8, "n_items": pl.Int64,
                                       "effort_mean": pl.Float64, "effort_sd": pl.Float64,
                                       "teacher_effort_sd": pl.Float64, "js_teacher_student": pl.Float64,
                                       "js_ci_low": pl.Float64, "js_ci_high": pl.Float64, "js_p": pl.Float64,
-                                      "note": pl.Utf8})
+                                      "js_p_mc_se": pl.Float64, "js_n_perm": pl.Int64, "note": pl.Utf8})
 
 
 def inverse_efficiency(alignment: pl.DataFrame, models: pl.DataFrame) -> tuple[pl.DataFrame, Dict[str, float]]:

@@ -28,16 +28,24 @@ METHODS = {
     "detectable_r": "smallest |r| with 80% power at alpha .05 over the cell's items (Fisher z)",
     "power_vs_*": "power of the Williams/Steiger test to detect the paper's teacher 0.64 vs student 0.34 at the "
                   "comparison's shared items and observed cost correlation; below 0.8 is underpowered",
-    "r_weighted": "inverse-variance (n - 3) weighted mean of Fisher z over a role's cells, fixed-effect CI",
+    "r_weighted": "inverse-variance (n - 3) weighted mean of Fisher z over a role's cells, fixed-effect CI "
+                  "(assumes one common correlation: too narrow when cells differ)",
+    "r_random": "random-effects mean of Fisher z over a role's cells: known variance 1/(n-3) plus tau2 between "
+                "cells by REML (as metafor::rma(method = 'REML')), Wald CI; i2 = share of variation between cells; "
+                "cells still count as independent (the multilevel role means do not)",
     "js_teacher_student": "Jensen-Shannon divergence (bits, 0..1) between the teacher's and the student's "
                           "log(1 + cost / teacher mean) distributions over shared Freedman-Diaconis bins "
                           "(2..sqrt(n)), bootstrap CI over items with the bins held fixed (biased up: it never reaches 0), "
-                          "and js_p, a permutation test swapping each item's two values",
+                          "and js_p, a permutation test swapping each item's two values at random "
+                          f"({A.JS_PERMUTATIONS:,} permutations; js_p_mc_se = sqrt(p (1 - p) / js_n_perm), its "
+                          "Monte Carlo SE)",
     "human_reliability": "split-half over participants: random halves, item difficulty by the task's measure in "
                          "each, Pearson r across items, Spearman-Brown; mean over 1,000 seeded splits (Parsons, "
                          "Kruijt & Fox 2019); undefined without participant ids",
     "noise_ceiling": "sqrt(human reliability x cost reliability); the cost's split-half reliability over samples "
-                     "needs >= 2 per item, else the human reliability alone (a deterministic cost); "
+                     "(halves of floor(k/2) and the rest, corrected for those lengths to the mean over all k: "
+                     "Spearman-Brown when k is even) needs >= 2 per item, else the human reliability alone (a "
+                     "deterministic cost); "
                      "r_normalised = r / noise_ceiling, beside r, never instead of it",
     "role_contrasts": "multilevel.role_contrasts: atanh(r) per cell, known variance 1/(n-3), crossed random "
                       "intercepts for model and task, REML (as metafor::rma.mv); rl is its own role",

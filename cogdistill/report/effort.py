@@ -8,9 +8,13 @@ level per row from `effort` (null: `default`). Per config x task:
   levels           per level: its model and its alignment cell (r, bootstrap CI, p, n items)
   pairwise         every pair of levels: Williams' t on the items both have (analyses.compare_dependent),
                    Holm-adjusted over the config x task's pairs
-  omnibus, bf01    the mixed-model test of "the r's differ" and BF01 for "they do not"
+  omnibus, bf01    the test of "the r's differ" (Steiger's equal dependent correlations) and BF01 for
+                   "they do not"; p_holm: Holm over every config x task's omnibus test in the report
   manipulation     per level: mean and median cost, traces, budget-hit and censored fractions
-  ceiling_or_dial  r(log cost at the highest level - at the lowest, human difficulty) and its verdict
+  ceiling_or_dial  r(log cost at the highest level - at the lowest, human difficulty) and its verdict,
+                   decided on Holm's p over every ceiling-or-dial test in the report (the family a
+                   reader scans when looking for a dial), and BF01 for a ceiling
+  missing_levels   levels the models table declares for the config that have no trace for the task
 
 Named `effort_levels` because `relative_effort` (a student's per-item cost relative to its
 teacher's) is a different analysis.
@@ -18,6 +22,7 @@ teacher's) is a different analysis.
 
 from __future__ import annotations
 
+import math
 from itertools import combinations
 from typing import Any, Dict, List, Optional
 
@@ -61,12 +66,34 @@ def effort_levels(items: pl.DataFrame, traces: pl.DataFrame, alignment: pl.DataF
         members = set(rows["model"])
         tasks = sorted({task for (model, task) in cells if model in members})
         for task in tasks:
-            levels = [(lvl, m) for m, lvl in zip(rows["model"], rows["level"]) if (m, task) in cells]
-            if len(levels) < 2:
+            declared = list(zip(rows["level"], rows["model"]))
+            levels = [(lvl, m) for lvl, m in declared if (m, task) in cells]
+            missing = [{"level": lvl, "model": m, "reason": f"declared for config {config!r} but no trace of "
+                        f"{m!r} for task {task!r}"} for lvl, m in declared if (m, task) not in cells]
+            if len(levels) < 2 and not missing:
                 continue
-            out.setdefault(config, {})[task] = config_task(items, by_cell, cells, task, levels,
-                                                           n_boot=n_boot, seed=seed)
+            section = config_task(items, by_cell, cells, task, levels, n_boot=n_boot, seed=seed)
+            section["missing_levels"] = missing
+            if missing:
+                said = f"level(s) {[m['level'] for m in missing]} declared but without traces for this task"
+                section["note"] = "; ".join(filter(None, [section["note"], said]))
+            out.setdefault(config, {})[task] = section
+    adjust_families(out)
     return out
+
+
+def adjust_families(effort: Dict[str, Dict[str, Any]], alpha: float = 0.05) -> None:
+    """Holm over the families a reader scans: every omnibus test of the report, and every ceiling-or-
+    dial test (whose verdict is then decided on the adjusted p). The pairwise tests keep their own
+    family (the pairs of one config x task)."""
+    sections = [sec for tasks in effort.values() for sec in tasks.values()]
+    for sec, p in zip(sections, E.holm([sec["omnibus"]["p"] for sec in sections])):
+        sec["omnibus"]["p_holm"] = p
+    for sec, p in zip(sections, E.holm([sec["ceiling_or_dial"]["p"] for sec in sections])):
+        cd = sec["ceiling_or_dial"]
+        cd["p_holm"] = p
+        if math.isfinite(cd["r"]):
+            cd["verdict"], cd["verdict_reason"] = E.verdict(cd["r"], p, cd["bf01"], alpha=alpha)
 
 
 def config_task(items: pl.DataFrame, by_cell: Dict, cells: Dict, task: str, levels: List[tuple], *,
@@ -74,6 +101,15 @@ def config_task(items: pl.DataFrame, by_cell: Dict, cells: Dict, task: str, leve
     """One config x task: `levels` is [(level, model)] in level order."""
     names = [level for level, _ in levels]
     rows = _level_rows(items, task, levels)
+    if len(levels) < 2:  # the other levels were declared but have no traces: a section that says so
+        return {"levels": [{"level": level, "model": model, "budget": E.budget_of(level),
+                            **{k: cells[(model, task)].get(k) for k in LEVEL_CELL_KEYS}} for level, model in levels],
+                "pairwise": [], "omnibus": E.level_interaction(rows, names), "bf01": float("nan"),
+                "manipulation": [{"level": level, "model": model, **E.manipulation(by_cell.get((model, task),
+                                  pl.DataFrame(schema={"cost": pl.Float64})))} for level, model in levels],
+                "ceiling_or_dial": E.ceiling_or_dial([], [], low=names[0] if names else "-",
+                                                     high=names[-1] if names else "-"),
+                "note": None}
     omnibus = E.level_interaction(rows, names)
     empty = pl.DataFrame(schema={"cost": pl.Float64})
     section = {

@@ -199,8 +199,10 @@ def _scatter_page(out: Path, note: str, panels: List[Optional[tuple]], n_models:
 
 def r_by_role(report: Report, out: Path) -> Path:
     """Each role: its cells as dots, the paper's unweighted mean with a t interval (circle), the
-    inverse-variance weighted mean with its CI (diamond), and the noise ceiling of its cells as a
-    grey band (the range over cells; how high r could go given human and cost reliability)."""
+    random-effects weighted mean with its CI (diamond; tau^2 between cells by REML: the
+    fixed-effect interval assumes every cell estimates one correlation and is too narrow), and the
+    noise ceiling of its cells as a grey band (the range over cells; how high r could go given
+    human and cost reliability)."""
     plt = _plt()
     roles = report.roles.filter(pl.col("n_cells") > 0)
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
@@ -221,8 +223,8 @@ def r_by_role(report: Report, out: Path) -> Path:
                    color=colour)
         for offset, mean, low, high, marker, label in (
                 (0.0, row["r_mean"], row["ci_low"], row["ci_high"], "o", "mean over cells, t CI (the paper's)"),
-                (0.2, row["r_weighted"], row["weighted_ci_low"], row["weighted_ci_high"], "D",
-                 "inverse-variance weighted, 95% CI")):
+                (0.2, row.get("r_random"), row.get("random_ci_low"), row.get("random_ci_high"), "D",
+                 "inverse-variance weighted, random-effects 95% CI (REML)")):
             if mean is None or not math.isfinite(mean):
                 continue
             err = None if low is None or not math.isfinite(low) else [[mean - low], [high - mean]]

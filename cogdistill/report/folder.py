@@ -52,7 +52,7 @@ def from_folder(folder: Path, plausible_rt: Optional[Mapping[str, Tuple[float, f
                          {"task", "item_id", "human_difficulty", "measure"})
     ranges = _plausible_ranges(plausible_rt, humans)
     humans_frame = _check_humans(humans, ranges)
-    files = sorted(p for ext in ("parquet", "jsonl") for p in (folder / "traces").glob(f"*.{ext}"))
+    files = sorted(_inside(folder, p) for ext in ("parquet", "jsonl") for p in (folder / "traces").glob(f"*.{ext}"))
     if not files:
         raise StudyError(f"{folder / 'traces'}: no *.parquet or *.jsonl trace files.")
     cost_of = dict(zip(models.frame["model"], models.frame["cost"])) if "cost" in models.frame.columns else {}
@@ -104,7 +104,18 @@ def _one_of(folder: Path, stem: str, exts) -> Path:
 
 
 def _maybe_one_of(folder: Path, stem: str, exts) -> Optional[Path]:
-    return next((folder / f"{stem}.{ext}" for ext in exts if (folder / f"{stem}.{ext}").is_file()), None)
+    found = next((folder / f"{stem}.{ext}" for ext in exts if (folder / f"{stem}.{ext}").is_file()), None)
+    return None if found is None else _inside(folder, found)
+
+
+def _inside(folder: Path, path: Path) -> Path:
+    """path, unless a link leads it out of the study folder: a study is what its folder holds, and a
+    refusal quotes what it read (a link to /etc/passwd would show that file's first line)."""
+    target = path.resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise _fail(path, None, f"a link to {target}, outside the study folder",
+                    "copy the file into the folder (a study folder holds its own files)")
+    return path
 
 
 def _read_table(path: Path, required: set) -> _Table:

@@ -10,22 +10,20 @@ Two models put those shared sources of variation in explicitly:
         u_model ~ N(0, s2_model), u_task ~ N(0, s2_task), e_i ~ N(0, v_i), v_i = 1/(n_i - 3) known,
 
     fitted by REML, i.e. metafor's rma.mv(yi, vi, mods = ~ 0 + role, random = list(~ 1 | model,
-    ~ 1 | task), method = "REML") with its default normal (z) tests (Viechtbauer 2010, J. Stat.
-    Softw. 36(3)).
+    ~ 1 | task), method = "REML", test = "t") (Viechtbauer 2010, J. Stat. Softw. 36(3)): t tests on
+    k - p degrees of freedom (cells less roles), since a normal z with about ten models overstates
+    the evidence.
 
 (b) `item_mixed_model`: a linear mixed model of log cost per model x item,
 
         log_cost ~ hd_z * role + (1 + hd_z | model) + (1 | task:item),   REML,
 
-    hd_z being human difficulty z-scored within task. It is fitted with lme4's profiled REML
-    criterion (Bates, Maechler, Bolker & Walker 2015, J. Stat. Softw. 67(1), sections 3.2-3.4):
-    per theta, Lambda'Z'Z Lambda + I is factorised by block elimination (the item block is
-    diagonal, the model block small), and theta is optimised by L-BFGS-B from lme4's start.
-    statsmodels' MixedLM handles crossed effects only as dense variance components, far too slow
-    at 64,000 rows; this fits them in about a second.
+    hd_z being human difficulty z-scored within task, by lme4's profiled REML criterion, with
+    t tests on Satterthwaite's degrees of freedom (as lmerTest).
 
-(a) reuses (b)'s solver: with known sampling variances, whitening by 1/sqrt(v) turns the
-meta-analysis into a mixed model whose residual variance is fixed at 1.
+Both are fitted by cogdistill.stats.mixed (the profiled criterion, a boundary-aware optimiser that
+checks its optimum, Satterthwaite's df); (a) is a mixed model whose residual variance is fixed at 1
+after whitening by 1/sqrt(v). This module builds the designs and reads the fits.
 
 Both are pure functions over polars frames returning plain dicts (JSON-able). A number that
 cannot be estimated is NaN and the dict's `note` says why; degenerate input (one role, too few
@@ -41,14 +39,16 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from cogdistill.stats import mixed
+
 NAN = float("nan")
 Z95 = 1.959963984540054  # qnorm(0.975), metafor's and lme4's normal intervals
 R_CLIP = 0.999999
 
 META_METHOD = ("REML, crossed random intercepts for model and task, known sampling variance 1/(n-3), "
-               "as metafor::rma.mv")
-LMM_METHOD = ("REML, profiled deviance of Bates et al. 2015 as lme4::lmer (block Cholesky of "
-              "Lambda'Z'Z Lambda + I, L-BFGS-B over theta); p values and CIs from the normal approximation")
+               "as metafor::rma.mv(test = \"t\"): t tests and CIs on k - p df")
+LMM_METHOD = ("REML, profiled deviance of Bates et al. 2015 as lme4::lmer, optimum checked against nearby "
+              "points (stats.mixed); t tests and CIs on Satterthwaite's df, as lmerTest")
 FULL_FORMULA = "log_cost ~ hd_z * role + (1 + hd_z | model) + (1 | task:item)"
 HD_Z_SD = "sample SD (ddof = 1) of the task's item difficulties, each item once, as R's scale()"
 
@@ -67,14 +67,21 @@ def _f(x) -> float:
     return float(x) if x is not None and math.isfinite(float(x)) else NAN
 
 
-def _normal_test(est: float, se: float) -> dict:
-    """Wald z test and 95% interval, NaN when the SE is not positive."""
+def _wald_test(est: float, se: float, df: float = NAN) -> dict:
+    """Wald test and 95% interval: against t(df) where df is given (finite, > 0), else the normal.
+    `z` is the statistic est / se either way (the key readers of report.json version 1 know); `df`
+    is NaN for a normal test. NaN throughout when the SE is not positive."""
     from scipy import stats
+    df = _f(df)
     if not (math.isfinite(est) and math.isfinite(se) and se > 0):
-        return {"estimate": _f(est), "se": _f(se), "z": NAN, "p": NAN, "ci_low": NAN, "ci_high": NAN}
+        return {"estimate": _f(est), "se": _f(se), "z": NAN, "df": df, "p": NAN, "ci_low": NAN, "ci_high": NAN}
     z = est / se
-    return {"estimate": float(est), "se": float(se), "z": float(z), "p": float(2 * stats.norm.sf(abs(z))),
-            "ci_low": float(est - Z95 * se), "ci_high": float(est + Z95 * se)}
+    if math.isfinite(df) and df > 0:
+        p, crit = float(2 * stats.t.sf(abs(z), df)), float(stats.t.ppf(0.975, df))
+    else:
+        p, crit = float(2 * stats.norm.sf(abs(z))), Z95
+    return {"estimate": float(est), "se": float(se), "z": float(z), "df": df, "p": p,
+            "ci_low": float(est - crit * se), "ci_high": float(est + crit * se)}
 
 
 def _join(notes: Sequence[str]) -> str | None:
@@ -89,21 +96,6 @@ def one_blas_thread():
         return threadpool_limits(1)
     except ImportError:
         return contextlib.nullcontext()
-
-
-def _minimise(fun, x0: np.ndarray, bounds, jac: bool = False) -> tuple[np.ndarray, bool, str]:
-    """L-BFGS-B to tight tolerances; when its line search gives up (typically already at the optimum,
-    on a boundary of a singular fit), bounded Nelder-Mead from there decides convergence."""
-    from scipy import optimize
-    res = optimize.minimize(fun, x0, jac=jac, method="L-BFGS-B", bounds=bounds,
-                            options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 2000})
-    if res.success:
-        return res.x, True, str(res.message)
-    f = (lambda x: fun(x)[0]) if jac else fun
-    polish = optimize.minimize(f, res.x, method="Nelder-Mead", bounds=bounds,
-                               options={"xatol": 1e-9, "fatol": 1e-12, "maxfev": 200 * len(x0)})
-    best = polish if polish.fun <= f(res.x) else res
-    return best.x, bool(polish.success), f"L-BFGS-B: {res.message}; Nelder-Mead: {polish.message}"
 
 
 # ---- (a) role contrasts: multilevel meta-analysis of Fisher-z ------------------------------------
@@ -132,11 +124,23 @@ def role_contrasts(cells: pl.DataFrame) -> dict:
     if not fit["converged"]:
         notes.append(f"optimiser did not converge: {fit['message']}")
     for j, role in enumerate(roles):
-        out["roles"][role].update(_role_estimate(fit["beta"][j], math.sqrt(fit["cov"][j, j])))
+        out["roles"][role].update(_role_estimate(fit["beta"][j], math.sqrt(fit["cov"][j, j]), fit["df"]))
     for name, a, b in CONTRASTS:
         out["contrasts"][name] = _meta_contrast(fit, roles, a, b)
+    _holm_over_contrasts(out["contrasts"])
     out["note"] = _join(notes)
     return out
+
+
+def _holm_over_contrasts(contrasts: dict) -> None:
+    """p_holm: Holm over the distinct role contrasts a reader scans (teacher_vs_student is
+    student_vs_teacher reversed: one test, one p)."""
+    from cogdistill.stats.effort import holm
+
+    distinct = [name for name, _, _ in CONTRASTS if name != "teacher_vs_student"]
+    for name, p in zip(distinct, holm([contrasts[name]["p"] for name in distinct])):
+        contrasts[name]["p_holm"] = p
+    contrasts["teacher_vs_student"]["p_holm"] = contrasts["student_vs_teacher"]["p_holm"]
 
 
 def _usable_cells(cells: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -201,45 +205,34 @@ def _meta_reml(y: np.ndarray, v: np.ndarray, X: np.ndarray, factors) -> dict:
 
     With y* = y/sqrt(v), X* = X/sqrt(v), Z* = Z/sqrt(v): V = diag(v)^1/2 (I + Z*GZ*') diag(v)^1/2, so
     -2 l_R = log|diag(v)| + log|A| + log|R_X|^2 + r2 (+ constants), A and R_X those of the LMM's
-    penalised least squares with Lambda = diag(sqrt(sigma2)); the same solver as (b), so the cost of
-    an evaluation grows with cells x levels, not cells^3.
+    penalised least squares with Lambda = diag(sqrt(sigma2)); stats.mixed's fitter, so the cost of
+    an evaluation grows with cells x levels, not cells^3. Tests use t with k - p df (metafor's
+    test = "t", dfs = "residual"): with about ten models a normal z overstates the evidence.
     """
     w = 1.0 / np.sqrt(v)
-    terms = sorted(({"name": name, "codes": codes, "n_levels": int(codes.max()) + 1, "M": w[:, None]}
-                    for name, codes in factors), key=lambda t: -t["n_levels"])
-    crit = _ProfiledREML(y * w, X * w[:, None], terms, known_scale=True)
+    terms = [mixed.Term(name, codes, w[:, None]) for name, codes in factors]
     s0 = max(np.var(y) - v.mean(), 0.01) / max(len(terms), 1)  # a moment guess, split evenly
     with one_blas_thread():
-        if terms:
-            theta, converged, message = _minimise(lambda th: crit(th)["deviance"], np.full(len(terms), s0 ** 0.5),
-                                                  [(0.0, None)] * len(terms))
-        else:
-            theta, converged, message = np.zeros(0), True, ""
-        sol = crit(theta)
+        fit = mixed.fit(y * w, X * w[:, None], terms, known_scale=True, start=np.full(len(terms), s0 ** 0.5))
     k, p = X.shape
     ll = -0.5 * ((k - p) * math.log(2 * math.pi) - np.linalg.slogdet(X.T @ X)[1] + np.log(v).sum()
-                 + sol["deviance"])
-    return {"sigma2": {t["name"]: float(theta[t["at"]] ** 2) for t in terms}, "beta": sol["beta"],
-            "cov": _fixed_cov(sol["rx"], 1.0), "loglik": float(ll), "converged": converged, "message": message}
+                 + fit["deviance"])
+    theta = np.asarray(fit["theta"], float)
+    return {"sigma2": {t.name: float(theta[t.at] ** 2) for t in fit["terms"]}, "beta": fit["beta"],
+            "cov": fit["cov"], "loglik": float(ll), "converged": fit["converged"], "message": fit["message"],
+            "df": float(k - p)}
 
 
-def _fixed_cov(rx: np.ndarray, sigma2: float) -> np.ndarray:
-    """sigma^2 (R_X'R_X)^-1: the fixed effects' covariance given theta (as lme4's vcov and metafor's)."""
-    from scipy import linalg
-    rinv = linalg.solve_triangular(rx, np.eye(rx.shape[0]))
-    return sigma2 * rinv @ rinv.T
-
-
-def _role_estimate(est: float, se: float) -> dict:
-    t = _normal_test(est, se)
+def _role_estimate(est: float, se: float, df: float = NAN) -> dict:
+    t = _wald_test(est, se, df)
     return {"estimate": t["estimate"], "se": t["se"], "z": t["z"], "p": t["p"], "ci_low": t["ci_low"],
-            "ci_high": t["ci_high"], "r": math.tanh(t["estimate"]) if math.isfinite(t["estimate"]) else NAN,
+            "ci_high": t["ci_high"], "df": t["df"], "r": math.tanh(t["estimate"]) if math.isfinite(t["estimate"]) else NAN,
             "r_ci_low": math.tanh(t["ci_low"]) if math.isfinite(t["ci_low"]) else NAN,
             "r_ci_high": math.tanh(t["ci_high"]) if math.isfinite(t["ci_high"]) else NAN}
 
 
 def _undefined_contrast(note: str) -> dict:
-    return {**_normal_test(NAN, NAN), "r_a": NAN, "r_b": NAN, "r_diff": NAN, "note": note}
+    return {**_wald_test(NAN, NAN), "p_holm": NAN, "r_a": NAN, "r_b": NAN, "r_diff": NAN, "note": note}
 
 
 def _meta_contrast(fit: dict, roles: list[str], a: str, b: str) -> dict:
@@ -251,7 +244,7 @@ def _meta_contrast(fit: dict, roles: list[str], a: str, b: str) -> dict:
     c[roles.index(a)], c[roles.index(b)] = 1.0, -1.0
     est, se = float(c @ fit["beta"]), math.sqrt(max(float(c @ fit["cov"] @ c), 0.0))
     r_a, r_b = math.tanh(fit["beta"][roles.index(a)]), math.tanh(fit["beta"][roles.index(b)])
-    return {**_normal_test(est, se), "r_a": r_a, "r_b": r_b, "r_diff": r_a - r_b, "note": None}
+    return {**_wald_test(est, se, fit["df"]), "r_a": r_a, "r_b": r_b, "r_diff": r_a - r_b, "note": None}
 
 
 # ---- (b) item-level mixed model --------------------------------------------------------------
@@ -352,7 +345,7 @@ def _fixed_design(df: pl.DataFrame, roles: list[str], ref: str | None) -> tuple[
     return names, X
 
 
-def _random_terms(df: pl.DataFrame, notes: list[str]) -> tuple[list[dict], str]:
+def _random_terms(df: pl.DataFrame, notes: list[str]) -> tuple[list[mixed.Term], str]:
     """The random-effect terms that the data can carry; lme4 refuses a factor with 1 level or 1 row per level."""
     n = df.height
     hd = df["hd_z"].to_numpy()
@@ -374,12 +367,9 @@ def _random_terms(df: pl.DataFrame, notes: list[str]) -> tuple[list[dict], str]:
                          + (" (each level has one row, so it is the residual)" if n_levels >= n > 1 else ""))
             continue
         _, codes = np.unique(codes, return_inverse=True)
-        terms.append({"name": name, "codes": codes, "n_levels": n_levels, "M": M})
+        terms.append(mixed.Term(name, codes, M, n_levels))
         parts.append(text)
-    # lme4's order, most levels first (theta follows it): eliminating that block-diagonal term first
-    # leaves fill-in only in the small block of the others.
-    terms.sort(key=lambda t: -t["n_levels"])
-    return terms, " + ".join(["log_cost ~ hd_z * role"] + parts)
+    return mixed.order_terms(terms), " + ".join(["log_cost ~ hd_z * role"] + parts)
 
 
 def _lmm_undefined_reason(df: pl.DataFrame, X: np.ndarray) -> str | None:
@@ -395,7 +385,7 @@ def _lmm_undefined_reason(df: pl.DataFrame, X: np.ndarray) -> str | None:
 
 
 def _lmm_skeleton(df, roles, ref, names, n_input, n_no_human, subsampled, formula) -> dict:
-    undefined = _normal_test(NAN, NAN)
+    undefined = _wald_test(NAN, NAN)
     others = [r for r in roles if r != ref]
     return {
         "fixed_effects": {name: dict(undefined) for name in names},
@@ -407,190 +397,63 @@ def _lmm_skeleton(df, roles, ref, names, n_input, n_no_human, subsampled, formul
         "n_rows": df.height, "n_rows_input": n_input, "n_rows_no_human": n_no_human,
         "n_models": df["model"].n_unique(), "n_items": df.select("task", "item_id").n_unique() if df.height else 0,
         "n_tasks": df["task"].n_unique(), "subsampled": subsampled,
-        "converged": False, "singular": False, "formula": formula, "hd_z": HD_Z_SD,
+        "converged": False, "optimiser": None, "singular": False, "formula": formula, "hd_z": HD_Z_SD,
         "method": LMM_METHOD, "note": None,
     }
 
 
-def _term_parts(term: dict) -> None:
-    """theta layout of a term, in lme4's order: the lower triangle of its k x k factor, column by column."""
-    k = term["M"].shape[1]
-    term.update(k=k, tri=[(i, j) for j in range(k) for i in range(j, k)])
-
-
-def _factor(term: dict, theta: np.ndarray) -> np.ndarray:
-    """The term's relative covariance factor T (lower triangular): Var(b_level) = sigma^2 T T'."""
-    T = np.zeros((term["k"], term["k"]))
-    for (i, j), t in zip(term["tri"], theta[term["at"]:term["at"] + len(term["tri"])]):
-        T[i, j] = t
-    return T
-
-
-def _term_z(term: dict, n: int):
-    """The term's columns of Z, level-major (level l, column j at l*k + j)."""
-    from scipy import sparse
-    k, L = term["k"], term["n_levels"]
-    cols = (term["codes"][:, None] * k + np.arange(k)[None, :]).ravel()
-    return sparse.csc_matrix((term["M"].ravel(), (np.repeat(np.arange(n), k), cols)), shape=(n, L * k))
-
-
-def _lmm_fit_and_terms(y: np.ndarray, X: np.ndarray, terms: list[dict]) -> tuple[dict, list[dict]]:
-    return _lmm_fit(y, X, terms), terms
-
-
-def _lmm_fit(y: np.ndarray, X: np.ndarray, terms: list[dict]) -> dict:
-    """Minimise lme4's profiled REML criterion over theta; beta and sigma come out of the solve."""
-    # Centring y moves only the intercept (X's first column is ones) and keeps r2 well conditioned.
-    shift = float(y.mean())
-    crit = _ProfiledREML(y - shift, X, terms)
+def _lmm_fit_and_terms(y: np.ndarray, X: np.ndarray, terms: list[mixed.Term]) -> tuple[dict, list[mixed.Term]]:
+    """The REML fit and Satterthwaite's df of every fixed effect and role slope (in the fitting process:
+    the df need the criterion, which does not travel back from a forked child)."""
     with one_blas_thread():
-        fit = _optimise(crit, terms)
-    fit["beta"][0] += shift
-    return fit
+        fit = mixed.fit(y, X, terms, reml=True)
+        p = X.shape[1]
+        contrasts = np.vstack([np.eye(p), _slope_contrasts(p)]) if p else np.zeros((0, 0))
+        fit["df"] = mixed.satterthwaite_df(fit, contrasts) if p else np.zeros(0)
+    fit.pop("criterion")
+    return fit, fit["terms"]
 
 
-def _optimise(crit: _ProfiledREML, terms: list[dict]) -> dict:
-    theta0 = np.array([1.0 if i == j else 0.0 for t in terms for i, j in t["tri"]])  # lme4's start
-    bounds = [(0.0, None) if i == j else (None, None) for t in terms for i, j in t["tri"]]
-    if theta0.size:
-        theta, converged, message = _minimise(lambda th: crit(th)["deviance"], theta0, bounds)
-    else:
-        theta, converged, message = theta0, True, ""
-    return {**crit(theta), "theta": theta, "converged": converged, "message": message}
-
-
-class _ProfiledREML:
-    """d_R(theta) = log|L|^2 + log|R_X|^2 + (n-p)(1 + log(2 pi r2 / (n-p))), Bates et al. 2015 eq. 41.
-
-    L L' = A = Lambda'Z'Z Lambda + I. The first term (most levels, e.g. items) has a block-diagonal
-    A11 (one k x k block per level), so A is factorised by block elimination: A11 blockwise, then
-    the dense Schur complement of the small remaining terms. That is what lme4's sparse Cholesky
-    does with the same ordering, without the sparse machinery; each evaluation works on q-sized
-    cross-products formed once, so its cost does not grow with n. With known_scale, sigma is 1 and
-    the criterion is log|A| + log|R_X|^2 + r2 (-2 l_R up to constants), as (a) needs.
-    """
-
-    def __init__(self, y: np.ndarray, X: np.ndarray, terms: list[dict], known_scale: bool = False):
-        from scipy import sparse
-        self.X, self.terms, self.known_scale = X, terms, known_scale
-        self.n, self.p = X.shape
-        self.XtX, self.Xty, self.yty = X.T @ X, X.T @ y, float(y @ y)
-        at = 0
-        for term in terms:
-            _term_parts(term)
-            term["at"] = at
-            at += len(term["tri"])
-        if not terms:
-            return
-        R = np.column_stack([y, X])
-        big = terms[0]
-        k1, L1 = big["k"], big["n_levels"]
-        self.Z1 = _term_z(big, self.n)
-        outer = big["M"][:, :, None] * big["M"][:, None, :]
-        self.B1 = np.zeros((L1, k1, k1))
-        np.add.at(self.B1, big["codes"], outer)  # Z1'Z1, block by block
-        self.Z1tR = np.asarray(self.Z1.T @ R).reshape(L1, k1, self.p + 1)
-        rest = terms[1:]
-        self.Z2 = sparse.hstack([_term_z(t, self.n) for t in rest], format="csc") if rest else None
-        if rest:
-            q2 = self.Z2.shape[1]
-            self.C = (self.Z2.T @ self.Z1).toarray().reshape(q2, L1, k1)
-            self.Z2tZ2, self.Z2tR = (self.Z2.T @ self.Z2).toarray(), np.asarray(self.Z2.T @ R)
-            rows, cols, which, offset = [], [], [], 0
-            for t in rest:
-                for n_tri, (i, j) in enumerate(t["tri"]):
-                    rows.append(offset + np.arange(t["n_levels"]) * t["k"] + i)
-                    cols.append(offset + np.arange(t["n_levels"]) * t["k"] + j)
-                    which.append(np.full(t["n_levels"], t["at"] + n_tri))
-                offset += t["n_levels"] * t["k"]
-            self.lam2_rows, self.lam2_cols, self.lam2_theta = map(np.concatenate, (rows, cols, which))
-
-    def _lambda2(self, theta: np.ndarray) -> np.ndarray:
-        """Lambda of the remaining terms, dense (they have few levels): kron(I_levels, T) per term."""
-        lam2 = np.zeros((self.Z2.shape[1],) * 2)
-        lam2[self.lam2_rows, self.lam2_cols] = theta[self.lam2_theta]
-        return lam2
-
-    def _solve_a(self, theta: np.ndarray):
-        """A^-1 [Lambda'Z'y, Lambda'Z'X] and log|A|, by block elimination."""
-        from scipy import linalg
-        T1 = _factor(self.terms[0], theta)
-        A11 = T1.T @ self.B1 @ T1 + np.eye(T1.shape[0])
-        if T1.shape[0] == 1:  # a scalar per level (random intercepts): skip the batched LAPACK calls
-            A11inv, log_det = 1.0 / A11, float(np.log(A11).sum())
-        else:
-            A11inv, log_det = np.linalg.inv(A11), float(np.linalg.slogdet(A11)[1].sum())
-        b1 = T1.T @ self.Z1tR
-        x1 = (A11inv @ b1).reshape(-1, self.p + 1)
-        b1 = b1.reshape(-1, self.p + 1)
-        if self.Z2 is None:
-            return b1, x1, log_det
-        lam2 = self._lambda2(theta)
-        q2 = lam2.shape[0]
-        W = (lam2.T @ self.C.reshape(q2, -1)).reshape(self.C.shape) @ T1  # A21
-        WA = np.einsum("qlk,lkj->qlj", W, A11inv).reshape(q2, -1)  # A21 A11^-1
-        W = W.reshape(q2, -1)
-        S = lam2.T @ self.Z2tZ2 @ lam2 + np.eye(q2) - WA @ W.T
-        cS = linalg.cho_factor(S, lower=True)
-        b2 = lam2.T @ self.Z2tR
-        x2 = linalg.cho_solve(cS, b2 - W @ x1)
-        x1 = x1 - WA.T @ x2
-        log_det += 2 * float(np.log(np.diag(cS[0])).sum())
-        return np.vstack([b1, b2]), np.vstack([x1, x2]), log_det
-
-    def __call__(self, theta: np.ndarray) -> dict:
-        from scipy import linalg
-        theta = np.asarray(theta, float)
-        nmp = self.n - self.p
-        if self.terms:
-            b, x, log_det_a = self._solve_a(theta)
-        else:
-            b, x, log_det_a = np.zeros((0, self.p + 1)), np.zeros((0, self.p + 1)), 0.0
-        lzx, cu, cx = b[:, 1:], x[:, 0], x[:, 1:]
-        rx = linalg.cholesky(self.XtX - lzx.T @ cx, lower=False)  # R_X'R_X, the Schur complement
-        beta = linalg.cho_solve((rx, False), self.Xty - lzx.T @ cu)
-        u = cu - cx @ beta  # spherical random effects; b = Lambda u
-        # penalised residual sum of squares ||y - X beta - Z Lambda u||^2 + ||u||^2 at the solution of
-        # the normal equations, without touching the n rows (y is centred, so no cancellation)
-        r2 = float(self.yty - u @ b[:, 0] - beta @ self.Xty)
-        if self.known_scale:  # sigma = 1: -2 l_R less constants
-            return {"deviance": float(log_det_a + 2 * np.log(np.diag(rx)).sum() + r2), "beta": beta,
-                    "sigma2": 1.0, "rx": rx}
-        dev = log_det_a + 2 * np.log(np.diag(rx)).sum() + nmp * (1 + math.log(2 * math.pi * r2 / nmp))
-        return {"deviance": float(dev), "beta": beta, "sigma2": r2 / nmp, "rx": rx}
+def _slope_contrasts(p: int) -> np.ndarray:
+    """Rows picking each role's hd_z slope: hd_z (the reference role), then hd_z + hd_z:role[r]. In
+    _fixed_design's layout the interactions are the last (p - 2) / 2 columns."""
+    n_other = (p - 2) // 2
+    rows = [np.eye(p)[1]]
+    for k in range(n_other):
+        c = np.eye(p)[1].copy()
+        c[2 + n_other + k] = 1.0
+        rows.append(c)
+    return np.array(rows)
 
 
 def _fill_lmm(out: dict, fit: dict, names, roles, ref, terms, notes: list[str]) -> None:
-    s2 = fit["sigma2"]
-    cov = _fixed_cov(fit["rx"], s2)
-    beta = fit["beta"]
+    s2, cov, beta, df = fit["sigma2"], fit["cov"], fit["beta"], fit["df"]
+    p = len(names)
     for j, name in enumerate(names):
-        out["fixed_effects"][name] = _normal_test(beta[j], math.sqrt(cov[j, j]))
-    for role in roles:
-        c = np.zeros(len(names))
-        c[1] = 1.0
+        out["fixed_effects"][name] = _wald_test(beta[j], math.sqrt(cov[j, j]), df[j])
+    others = [r for r in roles if r != ref]
+    for k, (role, c) in enumerate(zip([ref, *others], _slope_contrasts(p))):
+        out["role_slopes"][role] = _wald_test(float(c @ beta), math.sqrt(max(float(c @ cov @ c), 0.0)), df[p + k])
         if role != ref:
-            c[names.index(f"hd_z:role[{role}]")] = 1.0
             out["slope_differences"][role] = out["fixed_effects"][f"hd_z:role[{role}]"]
-        out["role_slopes"][role] = _normal_test(float(c @ beta), math.sqrt(max(float(c @ cov @ c), 0.0)))
+    from cogdistill.stats.effort import holm
+
+    for role, p_adj in zip(others, holm([out["slope_differences"][r]["p"] for r in others])):
+        out["slope_differences"][role]["p_holm"] = p_adj  # the family: every role's slope vs the reference's
     theta = np.asarray(fit["theta"], float)
     out.update(var_residual=float(s2), theta=[float(t) for t in theta], reml_criterion=fit["deviance"],
-               theta_names=[f"{t['name']}[{i},{j}]" for t in terms for i, j in t["tri"]],
-               converged=fit["converged"])
+               theta_names=[f"{t.name}[{i},{j}]" for t in terms for i, j in t.tri],
+               converged=fit["converged"], optimiser=fit["message"])
     if not fit["converged"]:
         notes.append(f"optimiser did not converge: {fit['message']}")
-    singular = False
-    for term in terms:
-        T = _factor(term, theta)
-        singular |= bool(np.any(np.diag(T) < 1e-4))  # lme4's isSingular() tolerance
-        S = s2 * T @ T.T
-        if term["name"] == "model":
+    for name, S in mixed.term_covariances(fit).items():
+        if name == "model":
             corr = S[0, 1] / math.sqrt(S[0, 0] * S[1, 1]) if S[0, 0] > 0 and S[1, 1] > 0 else NAN
             out.update(var_model_intercept=float(S[0, 0]), var_model_slope=float(S[1, 1]), corr_model=_f(corr))
             if not math.isfinite(corr):
                 notes.append("corr_model undefined: a model variance component is estimated at 0")
         else:
             out["var_item"] = float(S[0, 0])
-    out["singular"] = singular
-    if singular:
+    out["singular"] = mixed.is_singular(fit)
+    if out["singular"]:
         notes.append("singular fit: a variance component at 0 or a correlation at +-1 (as lme4's isSingular)")

@@ -121,14 +121,20 @@ def alignment_sections(report: Report, compact: bool) -> List[Section]:
 
 def role_section(report: Report) -> Section:
     return Section(
-        "Mean r by role over model x task cells: the paper's unweighted mean and the inverse-variance weighted one",
-        ["role", "models", "cells", "mean r", "95% CI (t on z)", "weighted r", "95% CI", "undefined cells"],
+        "Mean r by role over model x task cells: the paper's unweighted mean and the inverse-variance weighted "
+        "ones (fixed-effect and random-effects)",
+        ["role", "models", "cells", "mean r", "95% CI (t on z)", "weighted r, fixed-effect", "95% CI (fixed)",
+         "weighted r, random-effects", "95% CI (random)", "tau^2", "undefined cells"],
         [[r["role"], str(r["n_models"]), str(r["n_cells"]), fmt(r["r_mean"]),
           f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]", fmt(r["r_weighted"]),
-          f"[{fmt(r['weighted_ci_low'])}, {fmt(r['weighted_ci_high'])}]", str(r["n_cells_undefined"])]
+          f"[{fmt(r['weighted_ci_low'])}, {fmt(r['weighted_ci_high'])}]", fmt(r.get("r_random")),
+          f"[{fmt(r.get('random_ci_low'))}, {fmt(r.get('random_ci_high'))}]", fmt(r.get("tau2"), 4),
+          str(r["n_cells_undefined"])]
          for r in report.roles.iter_rows(named=True)],
-        "The paper: teachers 0.64, distilled students 0.34. Cells share models and tasks, so neither CI is the "
-        "inference: see the multilevel contrasts.")
+        "The paper: teachers 0.64, distilled students 0.34. Fixed-effect: as if every cell of a role estimated one "
+        "correlation (too narrow when cells differ); random-effects: tau^2 between cells by REML, as "
+        "metafor::rma (needs 2 cells). Cells also share models and tasks, which neither CI models: see the "
+        "multilevel contrasts.")
 
 
 def reliability_sections(report: Report) -> List[Section]:
@@ -160,10 +166,11 @@ def multilevel_sections(report: Report) -> List[Section]:
 
     def row(name: str, c: dict) -> List[str]:
         ci = f"[{fmt(c.get('ci_low'))}, {fmt(c.get('ci_high'))}]" if _finite(c.get("ci_low")) else "-"
-        return [name, fmt(c.get("estimate"), 3), fmt(c.get("se"), 3), ci, fmt(c.get("z")), fmt_p(c.get("p")),
-                c.get("note") or ""]
+        df = c.get("df")
+        return [name, fmt(c.get("estimate"), 3), fmt(c.get("se"), 3), ci, fmt(c.get("z")),
+                fmt(df, 1) if _finite(df) else "-", fmt_p(c.get("p")), fmt_p(c.get("p_holm")), c.get("note") or ""]
 
-    heads = ["", "estimate", "SE", "95% CI", "z", "p", "note"]
+    heads = ["", "estimate", "SE", "95% CI", "t", "df", "p", "p Holm", "note"]
     out = [Section(
         "Role contrasts that respect the design: multilevel model of Fisher z per cell "
         "(known variance 1/(n-3), crossed random intercepts for model and task)",
@@ -171,14 +178,17 @@ def multilevel_sections(report: Report) -> List[Section]:
         + [row(f"role mean: {role} (z)", c) for role, c in rc["roles"].items()],
         f"{rc['n_cells']} cells, {rc['n_models']} models, {rc['n_tasks']} tasks; sigma2 model "
         f"{fmt(rc['sigma2_model'], 4)}, task {fmt(rc['sigma2_task'], 4)}."
-        + (f" {rc['note']}." if rc.get("note") else "") + " rl models are their own role, never pooled with students.")]
+        + (f" {rc['note']}." if rc.get("note") else "") + " rl models are their own role, never pooled with students. "
+        "t on cells - roles df (metafor's test = \"t\"); p Holm: over the distinct contrasts "
+        "(teacher vs student is student vs teacher reversed).")]
     out.append(Section(
         f"Item-level mixed model: {im['formula']}",
         heads, [row(f"difficulty slope: {role}", c) for role, c in im.get("role_slopes", {}).items()]
         + [row(f"slope difference: {role} - {im.get('reference_role')}", c)
            for role, c in im.get("slope_differences", {}).items()],
         f"{im.get('n_rows')} model x item rows, {im.get('n_models')} models, {im.get('n_items')} items; "
-        f"hd_z: difficulty z-scored within task." + (f" {im['note']}." if im.get("note") else "")))
+        f"hd_z: difficulty z-scored within task; t on Satterthwaite's df (as lmerTest); p Holm: over the slope "
+        "differences." + (f" {im['note']}." if im.get("note") else "")))
     return out
 
 
@@ -223,9 +233,10 @@ def effort_sections(report: Report) -> List[Section]:
                            fmt(mp["censored_fraction"]), mp["cost_source"] or ""])
         om, cd = sec["omnibus"], sec["ceiling_or_dial"]
         tests.append([config, task, " < ".join(om["levels"]), str(om["n_items"]),
-                      f"{fmt(om['chi2'])} ({om['df']})", fmt_p(om["p"]), fmt_bf(sec["bf01"]),
+                      f"{fmt(om['chi2'])} ({om['df']})", fmt_p(om["p"]), fmt_p(om.get("p_holm")), fmt_bf(sec["bf01"]),
                       f"{cd['high']} - {cd['low']}: {fmt(cd['mean_delta'])} (x{fmt(cd['ratio'])})",
-                      _r_ci(cd["r"], cd["ci_low"], cd["ci_high"]), fmt_p(cd["p"]), cd["verdict"] or "-",
+                      _r_ci(cd["r"], cd["ci_low"], cd["ci_high"]), fmt_p(cd["p"]), fmt_p(cd.get("p_holm")),
+                      fmt_bf(cd.get("bf01")), cd["verdict"] or "-", cd.get("verdict_reason") or "",
                       "; ".join(filter(None, [om["note"], cd["note"], sec.get("note")]))])
         pairs += [[config, task, t["level_a"], t["level_b"], str(t["n"]), fmt(t["r_a"]), fmt(t["r_b"]), fmt(t["r_ab"]),
                    fmt(t["t"]), fmt_p(t["p"]), fmt_p(t["p_holm"]), t["note"] or ""] for t in sec["pairwise"]]
@@ -238,11 +249,13 @@ def effort_sections(report: Report) -> List[Section]:
                 "cost source server: the API's reported reasoning-token count."),
         Section("Reasoning effort: does alignment change with effort (a dial), or does effort only scale length "
                 "(a ceiling)?",
-                ["config", "task", "levels", "items", "LR chi2 (df)", "p", "BF01", "mean delta log cost (ratio)",
-                 "r(delta, difficulty) [95% CI]", "p", "verdict", "note"], tests,
-                "LR and BF01 (BIC approximation; > 3: evidence that r does not change): z_cost ~ level * z_rt + "
-                "(1 | item) vs without the interaction, ML, over the items every level has. delta: per item, log "
-                "cost at the highest level minus at the lowest."),
+                ["config", "task", "levels", "items", "chi2 (df)", "p", "p Holm", "BF01", "mean delta log cost (ratio)",
+                 "r(delta, difficulty) [95% CI]", "p", "p Holm", "BF01", "verdict", "evidence", "note"], tests,
+                "chi2: Steiger's test that the levels' r are equal (dependent correlations on the items every level "
+                "has); BF01 (BIC approximation over items; > 3: evidence that r does not change). delta: per item, "
+                "log cost at the highest level minus at the lowest. Verdict: dial or reversed when r(delta, "
+                "difficulty) has Holm p < .05, ceiling when its BF01 >= 3, else undecided. Holm: over every row "
+                "of this table (each column its own family)."),
         Section("Reasoning effort: pairwise Williams' t between levels, on the items both have",
                 ["config", "task", "level a", "level b", "n", "r a", "r b", "r ab", "t", "p", "p Holm", "note"],
                 pairs, "Holm over the pairs of one config x task."),
@@ -281,6 +294,7 @@ def sections(report: Report, compact: bool = False) -> List[Section]:
          ["  intercept", fmt(ie["intercept"], 1)], ["  R^2", fmt(ie["r2"])], ["  cells", str(ie["n"])],
          *[[f"elasticity d log tokens / d log RT, {r['role']}", fmt(r["slope"])] for r in el_roles.iter_rows(named=True)]],
         "The paper: students inflate tokens ~2.44x over their bases, linearly." + (f" IE: {ie['note']}." if ie.get("note") else "")))
+    out.extend(relative_effort_sections(report, compact))
     rsa = report.rsa
     if "human" in rsa.columns:
         to_human = rsa.filter(pl.col("fingerprint") != "human").select("fingerprint", "human").sort("human", descending=True)
@@ -306,6 +320,29 @@ def sections(report: Report, compact: bool = False) -> List[Section]:
         [[r["model"], r["task"], fmt(r["r_all"]), str(r["n_items"]), fmt(r["r_correct_only"]),
           str(r["n_items_correct"] or 0)] for r in co.iter_rows(named=True)]))
     return out
+
+
+def relative_effort_sections(report: Report, compact: bool = False) -> List[Section]:
+    """Per student x task: relative effort, the teacher-vs-student JSD with its CI, and its
+    permutation p beside the p's Monte Carlo SE (another seed's p is typically that far away)."""
+    eff = report.relative_effort
+    if not eff.height or "js_p" not in eff.columns:
+        return []
+    shown = eff.head(COMPACT_CELLS) if compact else eff
+    perms = sorted({int(b) for b in eff["js_n_perm"].drop_nulls()}) if "js_n_perm" in eff.columns else []
+    return [Section(
+        "Relative effort per student x task: teacher-vs-student Jensen-Shannon divergence",
+        ["student", "teacher", "task", "items", "effort / teacher", "JSD (bits)", "95% CI", "p (permutation)",
+         "MC SE of p", "note"],
+        [[r["student"], r["teacher"] or "-", r["task"], str(r["n_items"]), fmt(r["effort_mean"]),
+          fmt(r["js_teacher_student"], 3),
+          f"[{fmt(r['js_ci_low'], 3)}, {fmt(r['js_ci_high'], 3)}]" if _finite(r["js_ci_low"]) else "-",
+          fmt_p(r["js_p"]), fmt(r.get("js_p_mc_se"), 4), r["note"] or ""] for r in shown.iter_rows(named=True)],
+        (f"p from {' / '.join(f'{b:,}' for b in perms) or 'no'} random permutations (each item's two values "
+         "swapped); its Monte Carlo SE is sqrt(p (1 - p) / permutations). The CI is a bootstrap over items "
+         "with the bins fixed (the plug-in JSD is biased up, so it never reaches 0)."
+         + (f" {eff.height - shown.height} more cell(s) in report.md and report.json." if shown.height < eff.height
+            else "")))]
 
 
 def print_report(report: Report, console) -> None:

@@ -114,13 +114,18 @@ def from_mlflow(tracking_uri: Optional[str], experiment: str, parent_run_id: Opt
     from mlflow import MlflowClient
 
     from cogdistill.console import quiet_third_party
+    from cogdistill.secrets import mask_uri  # the source is written into report.json/.md and logged to MLflow
 
     quiet_third_party()  # else MLflow draws a progress bar per downloaded run
-    client = MlflowClient(tracking_uri=tracking_uri)
+    from cogdistill.tracking.store import guarded
+
+    # a store that stops answering mid-read is one line with the fix (python -m cogdistill.report has
+    # checked it before: tracking.store.reader_client)
+    client = guarded(MlflowClient(tracking_uri=tracking_uri), tracking_uri or "")
     exp = client.get_experiment_by_name(experiment) or _by_id(client, experiment)
     if exp is None:
         names = sorted(e.name for e in client.search_experiments())
-        raise StudyError(f"MLflow store {client.tracking_uri}: no experiment '{experiment}'. "
+        raise StudyError(f"MLflow store {mask_uri(client.tracking_uri)}: no experiment '{experiment}'. "
                          f"Experiments there: {names}. Pass --experiment <one of them> (the study name).")
     runs = client.search_runs([exp.experiment_id], rf.job_filter(parent_run_id=parent_run_id), max_results=50000,
                               order_by=["attributes.start_time DESC"])
@@ -129,7 +134,7 @@ def from_mlflow(tracking_uri: Optional[str], experiment: str, parent_run_id: Opt
         newest.setdefault(run.data.tags.get(rf.Tag.MODEL, run.info.run_id), run)
     if not newest:
         where = f"sweep parent run {parent_run_id}" if parent_run_id else f"experiment '{experiment}'"
-        raise StudyError(f"MLflow store {client.tracking_uri}: {where} has no finished job runs. "
+        raise StudyError(f"MLflow store {mask_uri(client.tracking_uri)}: {where} has no finished job runs. "
                          "Run the study first (python -m cogdistill -m ...), or check --experiment/--parent.")
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(workers) as pool:
         parts = list(pool.map(lambda run: _read_run(client, run, Path(tmp)), newest.values()))
@@ -141,7 +146,8 @@ def from_mlflow(tracking_uri: Optional[str], experiment: str, parent_run_id: Opt
         for task, frame in part[3].items():
             trials_by_task.setdefault(task, frame)
     trials = pl.concat([trials_by_task[t] for t in sorted(trials_by_task)]) if trials_by_task else empty_trials()
-    where = f"{client.tracking_uri} experiment '{exp.name}'" + (f" parent {parent_run_id}" if parent_run_id else "")
+    where = (f"{mask_uri(client.tracking_uri)} experiment '{exp.name}'"
+             + (f" parent {parent_run_id}" if parent_run_id else ""))
     return Study(traces, humans, models, source=where, trials=trials,
                  notes=_coverage_notes(traces, humans, "the runs' items tables"))
 

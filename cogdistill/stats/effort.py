@@ -5,18 +5,21 @@ The same model config runs at several effort levels; each level is a model of th
 functions over arrays and polars frames (the report composes them in cogdistill/report/effort.py):
 
   level order       none < budget=N (ascending N) < minimal < low < medium < high < other < default
-  omnibus           z_cost ~ level * z_rt + (1 | item) against z_cost ~ level + z_rt + (1 | item),
-                    both by maximum likelihood (lme4::lmer(REML = FALSE)): log cost and human
-                    difficulty are z-scored within level, so each level's slope is about its r and
-                    the interaction is "the r's differ"; a likelihood-ratio test (df k - 1) and
-                    BF01 = exp((BIC_with - BIC_without) / 2) (Wagenmakers 2007, Psychon. Bull. Rev.
-                    14:779), BIC counting parameters as lme4 (fixed effects + 2 variances)
-  ceiling or dial   per item, delta = log cost at the highest level - at the lowest; r(delta,
-                    human difficulty) > 0 (p < .05): the extra effort goes to harder items (a dial);
-                    otherwise it scales every item alike (a ceiling); mean delta is that scaling
+  omnibus           do the levels' r(log cost, human difficulty) differ? Steiger's (1980) test of
+                    equal dependent correlations on the items every level has (Fisher z, their
+                    covariance from the levels' intercorrelation): chi2 on k - 1 df, right-sized for any
+                    shared r; BF01 = exp((df log n_items - chi2) / 2) (BIC, Wagenmakers 2007). The
+                    mixed model z_cost ~ level * z_rt + (1 | item) (ML, stats.mixed) describes the
+                    per-level slopes; it is not the test (z-scoring within level hides each r's
+                    sampling variance, so its LR test was conservative as r grew and its BIC BF
+                    leaned toward "no change")
+  ceiling or dial   per item, delta = log cost at the highest level - at the lowest; r(delta, human
+                    difficulty) with p, BF01 and a verdict of four: dial (r > 0, p < .05), reversed
+                    (r < 0, p < .05), ceiling (BF01 >= 3: evidence of no relation), undecided (neither);
+                    mean delta is the overall scaling
   manipulation      per level: did the level move the cost (mean, median), how often did budget
                     forcing cut the reasoning, how many traces were censored
-  holm              Holm's step-down adjustment for the pairwise tests between levels
+  holm              Holm's step-down adjustment (the report's families: docs, multiplicity)
 
 A number that cannot be computed is NaN with a `note`; degenerate input never raises.
 """
@@ -39,11 +42,14 @@ _RANKS = {"none": 0, "minimal": 2, "low": 3, "medium": 4, "high": 5, DEFAULT_LEV
 _BUDGET_RANK, _OTHER_RANK = 1, 6
 MIN_MODEL_ITEMS = 5  # the mixed models: fewer shared items cannot separate item and residual variance
 DIAL = "dial (effort goes to harder items)"
+REVERSED = "reversed (effort goes to easier items)"
 CEILING = "ceiling (effort scales all items alike)"
-OMNIBUS_METHOD = ("z_cost ~ level * z_rt + (1 | item) vs z_cost ~ level + z_rt + (1 | item), ML "
-                  "(lme4::lmer(REML = FALSE)); log(1 + cost) and human difficulty z-scored within level "
-                  "(sample SD) over the items every level has; LR chi2 on k - 1 df; BF01 = exp((BIC_with - "
-                  "BIC_without) / 2), parameters = fixed effects + item and residual variance")
+UNDECIDED = "undecided (the data cannot tell)"
+BF_THRESHOLD = 3.0  # BF01 at which "no relation" counts as evidence (Jeffreys' "moderate")
+OMNIBUS_METHOD = ("equality of k dependent correlations r(log(1 + cost) at a level, human difficulty) over the "
+                  "items every level has (Steiger 1980, pooled): Wald chi2 of Fisher-z differences on k - 1 df; "
+                  "BF01 = exp((df log n_items - chi2) / 2) (BIC, unit-information prior); slopes: z_cost ~ "
+                  "level * z_rt + (1 | item), ML, a description")
 
 
 # ---- levels ------------------------------------------------------------------------------------
@@ -96,107 +102,133 @@ def holm(pvalues: Sequence[Optional[float]]) -> List[float]:
     return out.tolist()
 
 
-# ---- the mixed models --------------------------------------------------------------------------
+# ---- does r change with effort? -------------------------------------------------------------------
 
-def random_intercept_ml(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> Dict[str, Any]:
-    """Maximum-likelihood fit of y = X beta + u_group + e, u ~ N(0, tau2), e ~ N(0, sigma2).
+def equal_r_test(costs: np.ndarray, difficulty: np.ndarray) -> Dict[str, Any]:
+    """H0: r(cost_1, d) = ... = r(cost_k, d) for k costs measured on the same n items, each correlated
+    with one human difficulty d (Steiger 1980, Psychol. Bull. 87:245, equality of dependent
+    correlations with a common variable, in the pooled form his simulations favour).
 
-    Profiled over gamma = tau2 / sigma2: within a group of m rows V = I + gamma 11', so
-    V^(-1/2) subtracts (1 - 1/sqrt(1 + m gamma)) times the group mean and log|V| = log(1 + m gamma);
-    beta and sigma2 then come from least squares on the whitened rows. One parameter: a grid
-    (the boundary gamma = 0 included) then Brent's method around its best point."""
-    from scipy.optimize import minimize_scalar
+    z_j = atanh r_j. Under H0 every r_j equals rho (estimated by the mean r_j), and the z_j have
+    covariance Phi / (n - 3) with Phi_jh = psi_jh / (1 - rho^2)^2,
+        psi_jh = r_jh (1 - 2 rho^2) - rho^2 (1 - 2 rho^2 - r_jh^2) / 2,
+    r_jh the correlation of the two levels' costs over the items (Pearson & Filon 1898). The Wald
+    statistic of the k - 1 differences from the first level is chi2 on k - 1 df. Unlike a mixed model
+    on z-scored costs, it carries the sampling variance of each r, (1 - rho^2)^2 / n, so its size is
+    right for any shared rho (docs: The comparison report, reasoning effort)."""
+    from scipy.stats import chi2
 
-    _, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
-    n = y.size
+    costs, difficulty = np.asarray(costs, float), np.asarray(difficulty, float)
+    n, k = costs.shape
+    out: Dict[str, Any] = {"chi2": NAN, "df": k - 1, "p": NAN, "bf01": NAN, "rho_pooled": NAN, "n_items": int(n),
+                           "r": [NAN] * k, "note": None}
+    if k < 2:
+        out["note"] = "fewer than 2 levels: nothing to compare"
+        return out
+    if n < MIN_MODEL_ITEMS:
+        out["note"] = f"{n} item(s) with human data and a complete cost at every level: needs {MIN_MODEL_ITEMS}"
+        return out
+    if not np.all(np.column_stack([costs, difficulty]).std(axis=0) > 0):
+        out["note"] = "the cost (or human difficulty) is constant at some level: r is undefined"
+        return out
+    R = np.corrcoef(np.column_stack([costs, difficulty]), rowvar=False)
+    r = np.clip(R[:k, k], -0.999999, 0.999999)
+    z = np.arctanh(r)
+    rho = float(r.mean())  # Steiger's pooled r: the plain mean of the r's
+    rjh = R[:k, :k]
+    phi = (rjh * (1 - 2 * rho**2) - 0.5 * rho**2 * (1 - 2 * rho**2 - rjh**2)) / (1 - rho**2) ** 2
+    np.fill_diagonal(phi, 1.0)
+    D = np.hstack([-np.ones((k - 1, 1)), np.eye(k - 1)])
+    d, S = D @ z, D @ phi @ D.T
+    out.update(r=r.tolist(), rho_pooled=rho)
+    try:
+        stat = float(d @ np.linalg.solve(S, d)) * (n - 3)
+    except np.linalg.LinAlgError:
+        stat = NAN
+    if not (math.isfinite(stat) and stat >= 0 and np.linalg.eigvalsh(S).min() > 1e-12):
+        out["note"] = "two levels' costs are (nearly) perfectly correlated: the test is undefined"
+        return out
+    out.update(chi2=stat, p=float(chi2.sf(stat, k - 1)), bf01=bic_bf01(stat, k - 1, n))
+    return out
 
-    def deviance(theta: float) -> Tuple[float, np.ndarray, float]:
-        gamma = theta * theta
-        shrink = (1 - 1 / np.sqrt(1 + sizes * gamma))[inverse]
-        y_mean = np.bincount(inverse, y) / sizes
-        x_mean = np.stack([np.bincount(inverse, col) for col in X.T], axis=1) / sizes[:, None]
-        yw, Xw = y - shrink * y_mean[inverse], X - shrink[:, None] * x_mean[inverse]
-        beta, *_ = np.linalg.lstsq(Xw, yw, rcond=None)
-        rss = float(((yw - Xw @ beta) ** 2).sum())
-        dev = n * math.log(2 * math.pi * rss / n) + n + float(np.log1p(sizes * gamma).sum())
-        return dev, beta, rss / n
 
-    grid = np.concatenate([[0.0], np.logspace(-3, 2, 41)])
-    devs = [deviance(t)[0] for t in grid]
-    best = int(np.argmin(devs))
-    lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
-    theta = grid[best]
-    if hi > lo:
-        res = minimize_scalar(lambda t: deviance(t)[0], bounds=(lo, hi), method="bounded",
-                              options={"xatol": 1e-12, "maxiter": 500})
-        if res.fun < devs[best]:
-            theta = float(res.x)
-    dev, beta, sigma2 = deviance(theta)
-    return {"deviance": dev, "loglik": -dev / 2, "beta": beta, "sigma2": sigma2, "tau2": theta * theta * sigma2,
-            "n_params": X.shape[1] + 2, "n_obs": n, "n_groups": sizes.size,
-            "bic": dev + (X.shape[1] + 2) * math.log(n)}
-
-
-def _zscore(column: str) -> pl.Expr:
-    value = pl.col(column)
-    return (value - value.mean().over("level")) / value.std().over("level")
+def bic_bf01(chi2_stat: float, df: int, n: int) -> float:
+    """BF01 from a chi2 test by the BIC (unit-information prior; Raftery 1995, Sociol. Methodol. 25;
+    Wagenmakers 2007): exp((df log n - chi2) / 2), n the number of independent units (items, not
+    item x level rows: the rows of one item are not independent information)."""
+    return _exp_half(df * math.log(n) - chi2_stat)
 
 
 def level_frame(rows: pl.DataFrame, levels: Sequence[str]) -> Tuple[pl.DataFrame, Optional[str]]:
-    """The rows the mixed models read (item_id, level, log_cost, human_difficulty): the items with
-    human data and a complete cost at every level, z-scored within level; or why there are none."""
+    """The items with human data and a complete cost at every level, wide: item_id, human_difficulty
+    and one log-cost column per level; or why there are too few (naming a level with none)."""
     usable = rows.filter(pl.col("level").is_in(list(levels)) & pl.col("log_cost").is_not_null()
                          & pl.col("human_difficulty").is_not_null()
                          & pl.col("log_cost").is_finite() & pl.col("human_difficulty").is_finite())
-    shared = usable.group_by("item_id").agg(pl.col("level").n_unique().alias("k")).filter(pl.col("k") == len(levels))
-    frame = usable.join(shared.select("item_id"), on="item_id").with_columns(
-        z_cost=_zscore("log_cost"), z_rt=_zscore("human_difficulty")).sort("level", "item_id")
-    n_items = shared.height
-    if n_items < MIN_MODEL_ITEMS:
-        return frame, f"{n_items} item(s) with human data and a complete cost at every level: needs {MIN_MODEL_ITEMS}"
-    if not (frame["z_cost"].is_finite().all() and frame["z_rt"].is_finite().all()):
-        return frame, "the cost (or human difficulty) is constant at some level: nothing to z-score"
-    return frame, None
+    empty = [level for level in levels if usable.filter(pl.col("level") == level).height == 0]
+    if usable.height:
+        wide = usable.select("item_id", "level", "log_cost", "human_difficulty").pivot(
+            on="level", index=["item_id", "human_difficulty"], values="log_cost", aggregate_function="first")
+    else:
+        wide = pl.DataFrame(schema={"item_id": pl.Utf8, "human_difficulty": pl.Float64})
+    wide = wide.with_columns([pl.lit(None, pl.Float64).alias(lv) for lv in levels if lv not in wide.columns])
+    wide = wide.drop_nulls(list(levels)).sort("item_id")
+    if empty:
+        return wide, (f"level(s) {empty} have no item with a complete (uncensored) cost and human data: "
+                      "the levels cannot be compared on shared items")
+    if wide.height < MIN_MODEL_ITEMS:
+        return wide, (f"{wide.height} item(s) with human data and a complete cost at every level: needs "
+                      f"{MIN_MODEL_ITEMS}")
+    return wide, None
 
 
-def _designs(frame: pl.DataFrame, levels: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
-    """Treatment coding, the first (lowest) level the reference: without and with level x z_rt."""
-    z = frame["z_rt"].to_numpy()
-    dummies = [(frame["level"] == level).cast(pl.Float64).to_numpy() for level in levels[1:]]
-    without = np.column_stack([np.ones(frame.height), *dummies, z])
-    return without, np.column_stack([without, *[d * z for d in dummies]])
+def level_slopes(wide: pl.DataFrame, levels: Sequence[str]) -> Dict[str, Any]:
+    """A description, not the test: z_cost ~ level * z_rt + (1 | item) by ML (lme4::lmer(REML = FALSE)),
+    cost and difficulty z-scored within level (sample SD), so each level's slope is about its r.
+    Fitted by stats.mixed, whose optimum is checked; the test is equal_r_test."""
+    from cogdistill.stats import mixed
+
+    levels = list(levels)
+    n = wide.height
+    z_rt = _z(wide["human_difficulty"].to_numpy())
+    y = np.concatenate([_z(wide[level].to_numpy()) for level in levels])
+    x = np.tile(z_rt, len(levels))
+    dummies = [np.repeat(np.eye(len(levels))[j], n) for j in range(1, len(levels))]
+    X = np.column_stack([np.ones(y.size), *dummies, x, *[d * x for d in dummies]])
+    fit = mixed.fit(y, X, [mixed.Term("item", np.tile(np.arange(n), len(levels)), np.ones((y.size, 1)))], reml=False)
+    beta = fit["beta"]
+    base = float(beta[len(levels)])
+    slopes = {levels[0]: base, **{lvl: base + float(b) for lvl, b in zip(levels[1:], beta[len(levels) + 1:])}}
+    return {"slopes": slopes, "loglik": -fit["deviance"] / 2, "var_item": float(mixed.term_covariances(fit)["item"][0, 0]),
+            "var_residual": float(fit["sigma2"]), "converged": fit["converged"]}
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / values.std(ddof=1)
 
 
 def level_interaction(rows: pl.DataFrame, levels: Sequence[str]) -> Dict[str, Any]:
-    """The omnibus test and BF01 for "r does not change across levels" (module docstring).
-    rows: item_id, level, log_cost, human_difficulty for one config x task."""
-    from scipy.stats import chi2
-
+    """The omnibus test and BF01 for "r does not change across levels" (equal_r_test), with the
+    per-level slopes of the mixed model as a description. rows: item_id, level, log_cost,
+    human_difficulty for one config x task."""
     levels = list(levels)
-    out: Dict[str, Any] = {"method": OMNIBUS_METHOD, "levels": levels, "n_items": 0, "n_obs": 0,
-                           "loglik_without": NAN, "loglik_with": NAN, "bic_without": NAN, "bic_with": NAN,
-                           "n_params_without": NAN, "n_params_with": NAN, "chi2": NAN, "df": len(levels) - 1,
-                           "p": NAN, "bf01": NAN, "slopes": {}, "var_item": NAN, "var_residual": NAN, "note": None}
+    out: Dict[str, Any] = {"method": OMNIBUS_METHOD, "levels": levels, "n_items": 0, "n_obs": 0, "chi2": NAN,
+                           "df": len(levels) - 1, "p": NAN, "p_holm": NAN, "bf01": NAN, "rho_pooled": NAN,
+                           "slopes": {}, "loglik": NAN, "var_item": NAN, "var_residual": NAN, "converged": None,
+                           "note": None}
     if len(levels) < 2:
         out["note"] = "fewer than 2 levels: nothing to compare"
         return out
-    frame, note = level_frame(rows, levels)
-    out.update(n_items=frame["item_id"].n_unique() if frame.height else 0, n_obs=frame.height)
+    wide, note = level_frame(rows, levels)
+    out.update(n_items=wide.height, n_obs=wide.height * len(levels))
     if note:
         out["note"] = note
         return out
-    y, groups = frame["z_cost"].to_numpy(), frame["item_id"].to_numpy()
-    X0, X1 = _designs(frame, levels)
-    without, with_ = random_intercept_ml(y, X0, groups), random_intercept_ml(y, X1, groups)
-    lr = max(with_["loglik"] - without["loglik"], 0.0) * 2  # nested: a negative LR is optimiser noise
-    base = with_["beta"][len(levels)]  # the reference level's z_rt slope
-    slopes = {levels[0]: float(base), **{level: float(base + b) for level, b in
-                                         zip(levels[1:], with_["beta"][len(levels) + 1:])}}
-    out.update(loglik_without=without["loglik"], loglik_with=with_["loglik"], bic_without=without["bic"],
-               bic_with=with_["bic"], n_params_without=without["n_params"], n_params_with=with_["n_params"],
-               chi2=lr, p=float(chi2.sf(lr, len(levels) - 1)),
-               bf01=_exp_half(with_["bic"] - without["bic"]), slopes=slopes,
-               var_item=with_["tau2"], var_residual=with_["sigma2"])
+    test = equal_r_test(wide.select(levels).to_numpy(), wide["human_difficulty"].to_numpy())
+    out.update(chi2=test["chi2"], p=test["p"], p_holm=test["p"], bf01=test["bf01"], rho_pooled=test["rho_pooled"],
+               note=test["note"])
+    if test["note"] is None:
+        out.update(level_slopes(wide, levels))
     return out
 
 
@@ -206,17 +238,38 @@ def _exp_half(x: float) -> float:
 
 # ---- ceiling or dial ---------------------------------------------------------------------------
 
+def verdict(r: float, p: float, bf01: float, *, alpha: float = 0.05,
+            bf_threshold: float = BF_THRESHOLD) -> Tuple[Optional[str], str]:
+    """The verdict on r(delta, difficulty) and the evidence it rests on. p: adjusted for the family
+    a reader scans (the report passes Holm's p over every ceiling-or-dial test it holds).
+        dial       r > 0 and p < alpha: the extra effort goes to the harder items
+        reversed   r < 0 and p < alpha: it goes to the easier ones
+        ceiling    BF01 >= bf_threshold: evidence that delta does not depend on difficulty
+        undecided  otherwise: the data cannot tell (too few items, or evidence too weak either way)"""
+    if not (math.isfinite(r) and math.isfinite(p)):
+        return None, "r undefined"
+    if p < alpha:
+        return (DIAL if r > 0 else REVERSED), f"r = {r:.3f}, p = {p:.3g} < {alpha:g}"
+    if math.isfinite(bf01) and bf01 >= bf_threshold:
+        return CEILING, f"p = {p:.3g} and BF01 = {bf01:.3g} >= {bf_threshold:g}: evidence that r is 0"
+    return UNDECIDED, (f"p = {p:.3g} >= {alpha:g} and BF01 = {bf01:.3g} < {bf_threshold:g}: neither a relation "
+                       "nor its absence is supported")
+
+
 def ceiling_or_dial(delta: np.ndarray, difficulty: np.ndarray, *, low: str, high: str, n_boot: int = 2000,
                     ci: float = 0.95, seed: int = 0, alpha: float = 0.05) -> Dict[str, Any]:
     """Per item delta = log cost at `high` - at `low`: r(delta, human difficulty) with its bootstrap
-    CI and p, the verdict, and the mean delta (the overall scaling, exp(mean) as a ratio)."""
+    CI, p and BF01 (Ly et al. 2016, the report's Bayes factor for r), the verdict (`verdict`; here on
+    the unadjusted p: the report re-decides it on Holm's p over its family), and the mean delta
+    (the overall scaling, exp(mean) as a ratio)."""
     from scipy.stats import t as t_dist
 
     delta, difficulty = np.asarray(delta, float), np.asarray(difficulty, float)
     n = delta.size
-    out: Dict[str, Any] = {"low": low, "high": high, "n_items": int(n), "r": NAN, "p": NAN, "ci_low": NAN,
-                           "ci_high": NAN, "mean_delta": NAN, "mean_delta_ci_low": NAN, "mean_delta_ci_high": NAN,
-                           "ratio": NAN, "verdict": None, "note": None}
+    out: Dict[str, Any] = {"low": low, "high": high, "n_items": int(n), "r": NAN, "p": NAN, "p_holm": NAN,
+                           "bf01": NAN, "ci_low": NAN, "ci_high": NAN, "mean_delta": NAN, "mean_delta_ci_low": NAN,
+                           "mean_delta_ci_high": NAN, "ratio": NAN, "verdict": None, "verdict_reason": None,
+                           "note": None}
     if n:
         out["mean_delta"] = float(delta.mean())
         out["ratio"] = math.exp(out["mean_delta"])
@@ -227,10 +280,13 @@ def ceiling_or_dial(delta: np.ndarray, difficulty: np.ndarray, *, low: str, high
     if not math.isfinite(r):
         out["note"] = (f"{n} item(s) with a cost at both levels and human data: r needs 3 that vary" if n < 3
                        else "delta or human difficulty is constant over the items: r is undefined")
+        out["verdict_reason"] = out["note"]
         return out
+    bf10 = stats.bayes_factor_r(r, n)
     low_ci, high_ci, ci_note = stats.bootstrap_r_ci_checked(difficulty, delta, n_boot=n_boot, ci=ci, seed=seed)
-    out.update(r=r, p=p, ci_low=low_ci, ci_high=high_ci, note=f"no CI: {ci_note}" if ci_note else None,
-               verdict=DIAL if r > 0 and p < alpha else CEILING)
+    out.update(r=r, p=p, p_holm=p, bf01=1 / bf10 if bf10 > 0 else math.inf, ci_low=low_ci, ci_high=high_ci,
+               note=f"no CI: {ci_note}" if ci_note else None)
+    out["verdict"], out["verdict_reason"] = verdict(r, p, out["bf01"], alpha=alpha)
     return out
 
 

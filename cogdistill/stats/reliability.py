@@ -18,7 +18,13 @@ splithalf/psych):
   values (mean = the reliability, median, SD, 2.5/97.5 percentiles).
 * a model: split each item's SAMPLES at random into two halves (floor(k/2) and the rest), take
   the mean cost per half, log(1 + mean) (the scale the alignment statistics use), correlate
-  across items, Spearman-Brown, repeat. Needs >= 2 samples per item (sampling.n >= 2).
+  across items, repeat. Needs >= 2 samples per item (sampling.n >= 2). With an odd k the halves
+  are unequal (3 samples: 1 vs 2), and Spearman-Brown's factor 2 then underestimates (two halves
+  correlate sqrt(rel_a rel_b), below the reliability of a 1.5-sample half): the correction is for
+  the halves' real lengths (unequal_halves), to the reliability of the mean over all k samples,
+  which is what the alignment's cost is. An ICC over single samples would answer for the mean of
+  log(1 + cost), not log(1 + mean cost): biased by +.03 at 5 samples in the simulation of
+  docs/report.md.
 
 Every function is vectorised over splits: per split only a matrix product (participant x item
 sums and counts) or, for medians, one pass per item over a (splits x trials) mask. The
@@ -31,6 +37,7 @@ A statistic that cannot be computed is returned as NaN with `note` saying why, n
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Dict, Optional
 
 import numpy as np
@@ -56,6 +63,26 @@ def spearman_brown(r, factor: float = 2.0):
     r = np.asarray(r, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = factor * r / (1.0 + (factor - 1.0) * r)
+    return float(out) if out.ndim == 0 else out
+
+
+def unequal_halves(r, len_a: float, len_b: float, length: float):
+    """Reliability of a measure of `length` units from the correlation r of two disjoint parts of
+    len_a and len_b units (classical test theory, parallel units: a part of m units has reliability
+    rel_m = m rho / (1 + (m - 1) rho), rho that of one unit, and two parts correlate
+    sqrt(rel_a rel_b)). Solves r^2 = rel_a rel_b for rho (the root with r's sign), then
+    Spearman-Brown to `length`. Equal halves (len_a = len_b = length / 2) give 2r / (1 + r) exactly.
+    Works on floats and arrays; a negative r past what the lengths allow gives -inf."""
+    r = np.asarray(r, dtype=float)
+    a, b = float(len_a), float(len_b)
+    r2 = r * r
+    quad = a * b - r2 * (a - 1.0) * (b - 1.0)  # > 0: a + b - 1 at |r| = 1
+    lin = r2 * (a + b - 2.0)
+    root = np.sqrt(lin * lin + 4.0 * quad * r2)
+    rho = np.where(r >= 0, lin + root, lin - root) / (2.0 * quad)
+    denom = 1.0 + (length - 1.0) * rho
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(denom > 0, length * rho / np.where(denom > 0, denom, 1.0), -np.inf)
     return float(out) if out.ndim == 0 else out
 
 
@@ -94,10 +121,10 @@ def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(r, -1.0, 1.0)
 
 
-def _summary(r: np.ndarray, *, n_participants: Optional[int], n_items: int) -> Dict:
-    """Spearman-Brown per split, then mean (the reliability), median, SD and 95% percentile
-    interval over the splits whose correlation is defined."""
-    sb = spearman_brown(r[np.isfinite(r)])
+def _summary(r: np.ndarray, *, n_participants: Optional[int], n_items: int, correct=spearman_brown) -> Dict:
+    """`correct` (Spearman-Brown) per split, then mean (the reliability), median, SD and 95%
+    percentile interval over the splits whose correlation is defined."""
+    sb = correct(r[np.isfinite(r)])
     sb = sb[np.isfinite(sb)]  # r = -1 exactly has no finite Spearman-Brown value
     if sb.size == 0:
         return _undefined(NO_SPLIT, n_participants=n_participants, n_items=n_items)
@@ -222,8 +249,10 @@ def model_split_half(traces: pl.DataFrame, *, n_splits: int = 100, seed: int = 0
 
     traces: one model x task's traces with columns item_id, sample_idx, cost (tokens, >= 0;
     null costs are left out). Each item's samples are split at random into floor(k/2) and the
-    rest; per half the mean cost, log(1 + mean); Pearson r across items; Spearman-Brown; over
-    `n_splits` seeded splits. Items with fewer than 2 samples are left out.
+    rest; per half the mean cost, log(1 + mean); Pearson r across items; corrected to the mean
+    over all k samples for the halves' real lengths (unequal_halves; Spearman-Brown when every k is
+    even; with k varying by item, the harmonic means of the lengths); over `n_splits` seeded
+    splits. Items with fewer than 2 samples are left out.
 
     Returns the keys of human_split_half (n_participants is None); undefined with the reason for
     one sample per item, fewer than 3 items, constant costs.
@@ -260,17 +289,23 @@ def model_split_half(traces: pl.DataFrame, *, n_splits: int = 100, seed: int = 0
     cost[item, slot] = values
     k_a = k // 2
     total = cost.sum(axis=1)
+    # each part's error variance is the items' mean of sigma^2 / length: lengths enter as harmonic means
+    correct = partial(unequal_halves, len_a=_harmonic(k_a), len_b=_harmonic(k - k_a), length=_harmonic(k))
     masks = _equal_k_masks(k)
     if masks is not None:  # every item has the same k: a split is one of the C(k, k/2) halves per item
         draws = np.random.default_rng(seed).integers(0, len(masks), size=(n_splits, n_items))
         sum_a = (cost @ masks.T.astype(float))[np.arange(n_items), draws]
         return _summary(_rowwise_pearson(np.log1p(sum_a / k_a), np.log1p((total - sum_a) / (k - k_a))),
-                        n_participants=None, n_items=n_items)
+                        n_participants=None, n_items=n_items, correct=correct)
     rs = []
     for in_a in _sample_half_chunks(k, n_splits, seed):
         sum_a = (cost * in_a).sum(axis=2)
         rs.append(_rowwise_pearson(np.log1p(sum_a / k_a), np.log1p((total - sum_a) / (k - k_a))))
-    return _summary(np.concatenate(rs), n_participants=None, n_items=n_items)
+    return _summary(np.concatenate(rs), n_participants=None, n_items=n_items, correct=correct)
+
+
+def _harmonic(lengths: np.ndarray) -> float:
+    return float(lengths.size / np.sum(1.0 / lengths))
 
 
 def _equal_k_masks(k: np.ndarray, most: int = 5000) -> Optional[np.ndarray]:

@@ -2,8 +2,8 @@
 number once. Puzzle-level data only (average solve time and solve rate per puzzle; no trials, so
 the split-half reliability of human difficulty is undefined, and says so).
 
-The scorer parses the model's expression itself (exact rational arithmetic, a small recursive-descent
-parser over digits, + - * / and parentheses): model text is never evaluated by Python.
+The scorer parses the model's expression itself (exact rational arithmetic, a small stack-based parser
+over digits, + - * / and parentheses, at any nesting depth): model text is never evaluated by Python.
 """
 
 from __future__ import annotations
@@ -79,8 +79,14 @@ _SPAN = re.compile(r"[\d(][\d\s()+\-*/×÷xX]*[\d)]")
 _TOKEN = re.compile(r"\s*(\d+|[()+\-*/])")
 
 
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
 class _Parser:
-    """expr := term (('+'|'-') term)*; term := atom (('*'|'/') atom)*; atom := int | '(' expr ')'."""
+    """expr := term (('+'|'-') term)*; term := atom (('*'|'/') atom)*; atom := int | '(' expr ')'.
+
+    Evaluated with explicit stacks (shunting-yard), not recursion: a model may nest parentheses
+    hundreds deep, which would exhaust Python's recursion limit inside the scorer."""
 
     def __init__(self, text: str):
         self.tokens: List[str] = []
@@ -93,48 +99,49 @@ class _Parser:
                 break
             self.tokens.append(m.group(1))
             pos = m.end()
-        self.at, self.numbers = 0, []  # type: int, List[int]
-
-    def _peek(self) -> Optional[str]:
-        return self.tokens[self.at] if self.at < len(self.tokens) else None
-
-    def _take(self) -> str:
-        token = self._peek()
-        if token is None:
-            raise ValueError("end")
-        self.at += 1
-        return token
+        self.numbers: List[int] = []
 
     def parse(self) -> Fraction:
-        value = self._expr()
-        if self._peek() is not None:
-            raise ValueError(self._peek())
-        return value
+        values: List[Fraction] = []
+        ops: List[str] = []  # operators and open parentheses
 
-    def _expr(self) -> Fraction:
-        value = self._term()
-        while self._peek() in ("+", "-"):
-            value = value + self._term() if self._take() == "+" else value - self._term()
-        return value
+        def apply() -> None:
+            op, right = ops.pop(), values.pop()
+            left = values.pop()
+            values.append(left + right if op == "+" else left - right if op == "-" else
+                          left * right if op == "*" else left / right)  # ZeroDivisionError: no answer
 
-    def _term(self) -> Fraction:
-        value = self._atom()
-        while self._peek() in ("*", "/"):
-            op, right = self._take(), self._atom()
-            value = value * right if op == "*" else value / right  # ZeroDivisionError: no answer
-        return value
-
-    def _atom(self) -> Fraction:
-        token = self._take()
-        if token == "(":
-            value = self._expr()
-            if self._take() != ")":
-                raise ValueError(")")
-            return value
-        if not token.isdigit():
-            raise ValueError(token)
-        self.numbers.append(int(token))
-        return Fraction(int(token))
+        operand = True  # an atom is expected next (else an operator or ')')
+        for token in self.tokens:
+            if operand:
+                if token == "(":
+                    ops.append(token)
+                    continue
+                if not token.isdigit():
+                    raise ValueError(token)
+                self.numbers.append(int(token))  # ValueError past Python's int digit limit: no answer
+                values.append(Fraction(self.numbers[-1]))
+                operand = False
+            elif token == ")":
+                while ops and ops[-1] != "(":
+                    apply()
+                if not ops:
+                    raise ValueError(")")
+                ops.pop()
+            elif token in _PRECEDENCE:
+                while ops and ops[-1] != "(" and _PRECEDENCE[ops[-1]] >= _PRECEDENCE[token]:
+                    apply()  # left to right within one precedence level
+                ops.append(token)
+                operand = True
+            else:
+                raise ValueError(token)
+        if operand:
+            raise ValueError("end")
+        while ops:
+            if ops[-1] == "(":
+                raise ValueError("(")
+            apply()
+        return values[0]
 
 
 def evaluate(expression: str) -> Tuple[Fraction, List[int]]:

@@ -75,6 +75,16 @@ class GenerationCache:
         self.hits += 1
         return gen
 
+    def drop(self, key: str) -> None:
+        """Forget an entry (a generation that could not be scored or counted is never kept as good)."""
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise CacheError(f"cannot remove the generation cache entry {self._path(key)} ({exc.strerror or exc}); "
+                             "delete it by hand, or set COGDISTILL_CACHE_DIR to a writable folder.") from None
+
     def put(self, key: str, gen: Generation) -> None:
         path = self._path(key)
         data: Dict = asdict(gen)

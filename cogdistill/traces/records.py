@@ -17,6 +17,10 @@ under that budget and must never be counted as one.
 
 Token counts come from the generated token ids when the engine has them, else from the model's
 own tokenizer, so every engine counts the same way.
+
+A generation whose row cannot be made (the scorer or the split raises, or a count is no count:
+checked_row) is a failed trace instead (failed_row): finish_reason "failed", censored, wrong, no
+counts, and the reason in `failure`; cogdistill.traces.source keeps it out of the caches.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from cogdistill.config.schema import ModelConfig, Role
 from cogdistill.engines.base import Generation, Tokenizer
 from cogdistill.engines.protocols import (EffortPlan, Plain, ProtocolError, Split, answer_line_start, protocol_for,  # noqa: F401 (tokens_before: re-exported)
                                           tokens_before)
+from cogdistill.errors import CogdistillError
 from cogdistill.tasks.scorers import Scored
 
 TRACE_SCHEMA = {
@@ -51,6 +56,9 @@ TRACE_SCHEMA = {
     # where reasoning_tokens' cost comes from: "counted" (our tokenizer, over the reasoning text or ids)
     # or "server" (the server's usage.completion_tokens_details.reasoning_tokens, no text to count)
     "cost_source": pl.Utf8,
+    # why a generation has no trace values (finish_reason "failed": its scorer or counting failed); null
+    # for every usable trace
+    "failure": pl.Utf8,
 }
 
 
@@ -160,6 +168,45 @@ def trace_row(gen: Generation, *, tokenizer: Tokenizer, score: Callable[[str], S
         "effort": plan.effort, "budget_hit": budget_hit if plan.budget is not None else None,
         "cost_source": cost_source,
     }
+
+
+# No count in a trace is larger: a request holds at most sampling.n (<= 1000) generations of
+# max_tokens (<= 1,000,000) each. A larger value is no count, and would overflow the Int64 table.
+MAX_COUNT = 10 ** 9
+FAILED = "failed"  # the finish_reason of a generation that could not be scored or counted
+
+
+class UncountableTrace(CogdistillError):
+    """A generation whose trace cannot be made (its scorer or counting failed, or a count is no count)."""
+
+
+def checked_row(row: dict) -> dict:
+    """row, refused (UncountableTrace) when a count in it is no count: a trace table must hold it."""
+    for column, dtype in TRACE_SCHEMA.items():
+        value = row.get(column)
+        if dtype == pl.Int64 and value is not None and not (isinstance(value, int) and 0 <= value <= MAX_COUNT):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+            raise UncountableTrace(f"`{column}` is {shown}, not a token count (0..{MAX_COUNT:,})")
+    return row
+
+
+def failed_row(gen: Generation, reason: str, *, plan: Optional[EffortPlan] = None) -> dict:
+    """The per-generation fields of a generation that could not be scored or counted: censored, wrong,
+    no counts (null: never a cost, whatever the censoring policy), finish_reason "failed"."""
+    plan = plan or EffortPlan()
+    return {"reasoning_text": gen.reasoning_text, "answer_text": gen.text, "reasoning_tokens": None,
+            "answer_tokens": None, "total_tokens": None, "prompt_tokens": None, "finish_reason": FAILED,
+            "censored": True, "extracted_answer": None, "correct": False, "latency_s": gen.latency_s,
+            "usage_prompt_tokens": None, "usage_completion_tokens": None, "usage_reasoning_tokens": None,
+            "token_count_mismatch": None, "effort": plan.effort, "budget_hit": None, "cost_source": None,
+            "failure": reason}
+
+
+def failure_reason(exc: BaseException) -> str:
+    """An exception as a trace's one-line reason."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 300 else text[:300] + "..."
+    return text if isinstance(exc, CogdistillError) else f"{type(exc).__name__}: {text}"
 
 
 def traces_frame(rows: List[dict]) -> pl.DataFrame:

@@ -6,6 +6,11 @@ A record's cost comes from the first of these it has (docs: Models and engines, 
 2. `reasoning_text` + `answer_text`, counted with the model's tokenizer;
 3. a raw `text`, split and counted by traces.trace_row exactly as for a live engine.
 Correctness is the record's `correct` when given, else the task's scorer on the answer.
+
+Bounds, as for live generations: a text field holds at most MAX_TEXT_CHARS characters (a live
+answer's body is capped at 8 MiB), a JSON line at most MAX_LINE_BYTES (read line by line, never the
+whole file at once), and a count, given or counted, at most MAX_TOKENS_LIMIT. Under a budget effort
+(effort=budget=N) a record whose reasoning exceeds the budget is refused: it was not generated so.
 """
 
 from __future__ import annotations
@@ -22,11 +27,16 @@ from cogdistill.engines.base import Generation, Tokenizer
 from cogdistill.errors import CogdistillError
 from cogdistill.tasks.load import Task
 from cogdistill.tasks.scorers import Scored
-from cogdistill.engines.protocols import protocol_for
-from cogdistill.traces.records import TRACE_SCHEMA, censoring, trace_row, traces_frame
+from cogdistill.engines.protocols import EffortPlan, protocol_for
+from cogdistill.traces.records import (FAILED, TRACE_SCHEMA, censoring, count_tolerance, failed_row, failure_reason,
+                                       trace_row, traces_frame)
 
 COST_SOURCES = "`reasoning_tokens` + `answer_tokens`, or `reasoning_text` + `answer_text`, or `text`"
 KNOWN_COLUMNS = set(TRACE_SCHEMA) | {"text"}
+MAX_TEXT_CHARS = 8 * 2 ** 20  # per text field: what the openai engine's 8 MiB answer cap lets through
+MAX_LINE_BYTES = 64 * 2 ** 20  # per JSON line: several texts at their cap, JSON-escaped
+TEXT_COLUMNS = ("prompt", "reasoning_text", "answer_text", "text", "extracted_answer")
+COUNT_COLUMNS = ("reasoning_tokens", "answer_tokens", "total_tokens")
 Records = List[Tuple[str, Dict[str, Any]]]  # ("line 3" / "row 3", record)
 
 
@@ -63,9 +73,10 @@ class LazyTokenizer:
 
 
 def load_traces(path: Path, task: Task, model: ModelConfig, tokenizer: Optional[Tokenizer],
-                label: Optional[str] = None) -> Tuple[pl.DataFrame, List[str]]:
+                label: Optional[str] = None, effort: Optional[EffortPlan] = None) -> Tuple[pl.DataFrame, List[str]]:
     """The file's records for this task and model as a TRACE_SCHEMA frame, plus warnings. label: the
-    model's name in the job (`<config>:<effort>` under an effort level), which the records name."""
+    model's name in the job (`<config>:<effort>` under an effort level), which the records name;
+    effort: the job's effort plan, whose budget the records' reasoning must keep to."""
     label = label or model.name
     file = _locate(path)
     task_fix = "select one of them with task=[...], or correct the file's `task` column."
@@ -78,6 +89,7 @@ def load_traces(path: Path, task: Task, model: ModelConfig, tokenizer: Optional[
         _require_columns(file, columns)
         frame = _select_frame(file, frame, "task", task.name, task_fix)
         frame = _select_frame(file, frame, "model", label, model_fix)
+        _check_text_lengths(file, frame)  # before any text becomes a Python string
         records = [(f"row {rec.pop(_ROW)}", rec) for rec in frame.to_dicts()]
     else:
         records, columns = _read(file)
@@ -115,7 +127,8 @@ def load_traces(path: Path, task: Task, model: ModelConfig, tokenizer: Optional[
             )
         first_seen[key] = where
 
-    rows, other_targets = [], 0
+    rows, other_targets, over_budget = [], 0, []
+    budget = effort.budget if effort is not None else None
     for (where, rec), (item, sample) in zip(records, keys):
         target, prompt = items[item]
         other_targets += rec.get("target") is not None and str(rec["target"]) != target
@@ -123,10 +136,25 @@ def load_traces(path: Path, task: Task, model: ModelConfig, tokenizer: Optional[
             row = _costs(file, where, rec, model, tokenizer, lambda text, t=target: task.score(text, t))
         except TokenizerUnavailable as exc:
             raise _uncounted(file, records, exc) from exc
+        except ReplayError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a record the scorer or the split cannot handle: name it
+            raise ReplayError(f"{file}: {where} cannot be scored or counted ({failure_reason(exc)}); fix or drop "
+                              "the record.") from exc
+        if budget is not None and rec.get("effort") in (None, effort.effort) and row["reasoning_tokens"] is not None \
+                and row["reasoning_tokens"] > budget + count_tolerance(budget):
+            over_budget.append((where, row["reasoning_tokens"]))
         rows.append({**row, "model": label, "task": task.name, "item_id": item, "sample_idx": sample,
                      "prompt": _text(file, where, rec, "prompt") or prompt, "target": target,
                      "engine": "replay"})
 
+    if over_budget:
+        shown = ", ".join(f"{where}: {n}" for where, n in over_budget[:5])
+        raise ReplayError(
+            f"{file}: {len(over_budget)} of {len(rows)} record(s) reason for more tokens than effort={effort.effort} "
+            f"allows ({shown}{' ...' if len(over_budget) > 5 else ''}; budget forcing stops the reasoning at {budget}, "
+            f"max(3, 5%) tolerated): they were not generated under this budget. Replay them under the effort they "
+            "were generated with (effort=..., or an `effort` field per record), or without one (effort=default).")
     covered = {item for item, _ in keys}
     if len(covered) < len(items):
         missing = [i for i in items if i not in covered]
@@ -163,6 +191,11 @@ def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, toke
         raise ReplayError(f"{file}: {where}: `latency_s` is {latency!r}; give seconds as a non-negative number, "
                           "or null.")
     reasoning, answer, raw = (_text(file, where, rec, c) for c in ("reasoning_text", "answer_text", "text"))
+    if finish == FAILED:  # a generation that could not be scored or counted where it was made: it stays failed
+        gen = Generation(text=answer or raw or "", token_ids=None, prompt_tokens=0, finish_reason=FAILED,
+                         latency_s=latency, reasoning_text=reasoning)
+        return {**failed_row(gen, _text(file, where, rec, "failure") or "failed where it was generated"),
+                "effort": _text(file, where, rec, "effort")}
     split_given = True  # False only for a raw `text`, which trace_row splits itself
     if rec.get("reasoning_tokens") is not None and rec.get("answer_tokens") is not None:
         r_tok, a_tok = _natural(file, where, rec, "reasoning_tokens"), _natural(file, where, rec, "answer_tokens")
@@ -213,6 +246,11 @@ def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, toke
             row[field] = value
     for field in ("usage_prompt_tokens", "usage_completion_tokens", "usage_reasoning_tokens"):
         row[field] = _natural(file, where, rec, field)
+    for field in COUNT_COLUMNS:  # counted from texts: the bound given counts have (MAX_TOKENS_LIMIT)
+        if row[field] is not None and row[field] > MAX_TOKENS_LIMIT:
+            raise ReplayError(f"{file}: {where}: its texts count {row[field]:,} {field}, more than {MAX_TOKENS_LIMIT:,} "
+                              "(the largest max_tokens cogdistill accepts): no generation is that long; check how "
+                              "the file was written.")
     return row
 
 
@@ -234,12 +272,8 @@ def _read(file: Path) -> Tuple[Records, List[str]]:
     order); parquet files are read by _read_parquet."""
     suffix = file.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        try:
-            lines = file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ReplayError(f"{file}: cannot be read as UTF-8 text ({exc}).") from exc
         records, seen = [], {}
-        for n, line in enumerate(lines, 1):
+        for n, line in _lines(file):
             if not line.strip():
                 continue
             try:
@@ -250,6 +284,8 @@ def _read(file: Path) -> Tuple[Records, List[str]]:
             if not isinstance(rec, dict):
                 raise ReplayError(f"{file}: line {n} is a JSON {type(rec).__name__}, not an object; "
                                   "write one JSON object per line (JSON Lines).")
+            for field in TEXT_COLUMNS:
+                _text(file, f"line {n}", rec, field)  # a text over MAX_TEXT_CHARS is refused here
             records.append((f"line {n}", rec))
             seen.update(dict.fromkeys(rec))
         columns = list(seen)
@@ -259,6 +295,45 @@ def _read(file: Path) -> Tuple[Records, List[str]]:
     if not records:
         raise ReplayError(f"{file}: holds no trace records.")
     return records, columns
+
+
+def _lines(file: Path):
+    """(line number, text) of a JSON Lines file, one line at a time: a line longer than
+    MAX_LINE_BYTES is refused after reading that much of it, never held whole."""
+    try:
+        with open(file, "rb") as fh:
+            n = 0
+            while True:
+                raw = fh.readline(MAX_LINE_BYTES + 1)
+                if not raw:
+                    return
+                n += 1
+                if len(raw) > MAX_LINE_BYTES:
+                    raise ReplayError(
+                        f"{file}: line {n} is longer than {MAX_LINE_BYTES // 2 ** 20} MiB; a record's texts hold at "
+                        f"most {MAX_TEXT_CHARS:,} characters each (a live answer is capped at 8 MiB): this is no "
+                        "generation's record. Check how the file was written.")
+                try:
+                    yield n, raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ReplayError(f"{file}: line {n} is not UTF-8 text ({exc}).") from exc
+    except OSError as exc:
+        raise ReplayError(f"{file}: cannot be read ({exc}).") from exc
+
+
+def _check_text_lengths(file: Path, frame: pl.DataFrame) -> None:
+    """_text's bound on a parquet frame, checked in polars (no row becomes a Python dict first)."""
+    for column in TEXT_COLUMNS:
+        if column in frame.columns and frame.schema[column] == pl.String:
+            long = frame.filter(pl.col(column).str.len_chars() > MAX_TEXT_CHARS)
+            if long.height:
+                raise ReplayError(_too_long(file, f"row {long[_ROW][0]}", column, long[column].str.len_chars()[0]))
+
+
+def _too_long(file: Path, where: str, field: str, chars: int) -> str:
+    return (f"{file}: {where}: `{field}` holds {chars:,} characters, more than {MAX_TEXT_CHARS:,} (live answers are "
+            f"capped at 8 MiB, and no count may pass {MAX_TOKENS_LIMIT:,} tokens): it is no generation's text; check "
+            "how the file was written.")
 
 
 _ROW = "__cogdistill_row__"  # a record's 1-based row number, for messages ("row 3")
@@ -355,5 +430,8 @@ def _natural(file: Path, where: str, rec: Dict[str, Any], field: str, default: O
 def _text(file: Path, where: str, rec: Dict[str, Any], field: str) -> Optional[str]:
     value = rec.get(field)
     if value is not None and not isinstance(value, str):
-        raise ReplayError(f"{file}: {where}: `{field}` is {value!r}; it must be a string (or null).")
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."
+        raise ReplayError(f"{file}: {where}: `{field}` is {shown}; it must be a string (or null).")
+    if value is not None and len(value) > MAX_TEXT_CHARS:
+        raise ReplayError(_too_long(file, where, field, len(value)))
     return value

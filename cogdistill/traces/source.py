@@ -6,6 +6,12 @@ Generated traces: the cache layer (CachedGenerations) owns the cache keys; the e
 only when a generation is missing, so a job whose generations are all cached never loads the model.
 Replayed traces: records from a file (cogdistill.traces.replay); the model's tokenizer is loaded
 only when a record carries texts without token counts.
+
+A generation that cannot be scored or counted (its scorer or the protocol's split fails, or a count
+is no count) never crashes the job and is never kept as good: it becomes a failed trace
+(finish_reason "failed", censored, no counts, its reason in `failure`) and its generation cache
+entry is dropped, so a re-run asks again. When every generation of a task fails, the job stops
+with the reason (nothing of it stays cached).
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Protocol
+from typing import Any, Dict, List, Optional, Protocol, Tuple
 
 import polars as pl
+from rich.markup import escape
 from rich.progress import Progress
 
 from cogdistill.config.schema import Config, SamplingConfig
@@ -29,8 +36,11 @@ from cogdistill.engines.weights import ResolvedWeights
 from cogdistill.registry import ENGINES
 from cogdistill.tasks.load import Task
 from cogdistill.traces.cache import GenerationCache, generation_key
-from cogdistill.traces.records import trace_row, traces_frame
+from cogdistill.traces.records import (UncountableTrace, checked_row, failed_row, failure_reason, trace_row,
+                                       traces_frame)
 from cogdistill.traces.task_cache import TaskTraceCache, task_key
+
+Keys = Dict[Tuple[int, int], List[str]]  # (prompt index, sample) -> the cache entries its generation came from
 
 
 @dataclass
@@ -152,10 +162,12 @@ class GeneratedTraces:
         if self._plan.budget is None:
             generations = self._generate(prompts, rendered, self._generations, self._job.sampling, progress, bar)
             hits: Dict[int, List[Optional[bool]]] = {}
+            keys: Keys = {(i, s): [self._generations.key(text, s)] for i, text in enumerate(rendered)
+                          for s in range(self._job.sampling.n)}
         else:
-            generations, hits = self._budget_forced(prompts, rendered, progress, bar)
-        frame = self._records(task, prompts, generations, hits)
-        if key:
+            generations, hits, keys = self._budget_forced(prompts, rendered, progress, bar)
+        frame, failed = self._records(task, prompts, generations, hits, keys)
+        if key and not failed:
             self._task_cache.put(key, frame, [self._generations.key(text, s) for text in rendered
                                               for s in range(self._job.sampling.n)])
         if self._cache.misses > misses_before:  # throughput only means something for new generations
@@ -202,6 +214,8 @@ class GeneratedTraces:
             first = {i: [NOTHING] * sampling.n for i in range(len(prompts))}
         joined: Dict[int, List[Generation]] = {i: list(g) for i, g in first.items()}
         hits: Dict[int, List[Optional[bool]]] = {i: [False] * len(g) for i, g in first.items()}
+        keys: Keys = {(i, s): [self._cached(budget).key(rendered[i], s)] if budget > 0 else []
+                      for i in first for s in range(sampling.n)}
         for sample in range(sampling.n):
             follow: Dict[int, tuple] = {}
             for i, gens in first.items():
@@ -223,7 +237,8 @@ class GeneratedTraces:
             for k, i in enumerate(index):
                 joined[i][sample] = self._join(first[i][sample], follow[i][1], answers[k][0])
                 hits[i][sample] = follow[i][2]
-        return joined, hits
+                keys[(i, sample)].append(self._cached(answer_budget, once).key(follow[i][0], 0))
+        return joined, hits, keys
 
     def _join(self, head: Generation, forced: str, tail: Generation) -> Generation:
         """One generation from the thinking part, the forced close and the answer."""
@@ -237,17 +252,38 @@ class GeneratedTraces:
                           finish_reason=tail.finish_reason, latency_s=(head.latency_s or 0) + (tail.latency_s or 0))
 
     def _records(self, task: Task, prompts: List[str], generations: Dict[int, List[Generation]],
-                 hits: Dict[int, List[Optional[bool]]]) -> pl.DataFrame:
+                 hits: Dict[int, List[Optional[bool]]], keys: Keys) -> Tuple[pl.DataFrame, List[tuple]]:
+        """The task's trace frame, and its failed generations (item, sample, reason), whose cache
+        entries are dropped here (see the module doc)."""
         rows: List[dict] = []
+        failed: List[tuple] = []
         for i, item in enumerate(task.items.iter_rows(named=True)):
             for sample_idx, gen in enumerate(generations[i]):
-                row = trace_row(gen, tokenizer=self._tokenizer, protocol=self._protocol, plan=self._plan,
-                                max_tokens=self._max_tokens, budget_hit=hits.get(i, [None] * (sample_idx + 1))[sample_idx],
-                                score=lambda text, target=item["target"]: task.score(text, target))
+                try:
+                    row = checked_row(trace_row(
+                        gen, tokenizer=self._tokenizer, protocol=self._protocol, plan=self._plan,
+                        max_tokens=self._max_tokens, budget_hit=hits.get(i, [None] * (sample_idx + 1))[sample_idx],
+                        score=lambda text, target=item["target"]: task.score(text, target)))
+                except Exception as exc:  # noqa: BLE001 - whatever this generation's text makes fail, it fails alone
+                    row = failed_row(gen, failure_reason(exc), plan=self._plan)
+                    failed.append((item["item_id"], sample_idx, row["failure"], exc))
+                    for entry in keys.get((i, sample_idx), []):
+                        self._cache.drop(entry)
                 rows.append({"model": self._label, "task": task.name, "item_id": item["item_id"],
                              "sample_idx": sample_idx, "prompt": prompts[i], "target": item["target"],
                              "engine": self.engine, **row})
-        return traces_frame(rows)
+        if failed and len(failed) == len(rows):
+            raise UncountableTrace(
+                f"task '{task.name}': none of its {len(rows)} generation(s) could be scored or counted "
+                f"({failed[0][2]}). They were not cached: fix the cause, and a re-run asks again.") from failed[0][3]
+        if failed:
+            item, sample, reason, _ = failed[0]
+            console.print(f"[bold yellow]{escape(self._label)} · {escape(task.name)}: {len(failed)} of {len(rows)} "
+                          f"generation(s) could not be scored or counted (e.g. item {escape(str(item))} sample {sample}: "
+                          f"{escape(reason)}); they are failed traces (finish_reason failed, censored, no cost; the reason "
+                          "in column `failure`) and were dropped from the generation cache, so a re-run asks again.[/]",
+                          soft_wrap=True)
+        return traces_frame(rows), failed
 
     def close(self) -> None:
         self._lazy.close()
@@ -266,7 +302,7 @@ class ReplayedTraces:
     def traces(self, task: Task, progress: Progress) -> pl.DataFrame:
         from cogdistill.traces.replay import load_traces
 
-        traces, warnings = load_traces(self._path, task, self._job.model, self._tokenizer, self._label)
+        traces, warnings = load_traces(self._path, task, self._job.model, self._tokenizer, self._label, self._plan)
         for warning in warnings:
             console.print(f"[yellow]replay: {warning}[/]", soft_wrap=True)
         return traces.with_columns(pl.col("effort").fill_null(self._plan.effort))

@@ -8,6 +8,8 @@ Versions (tag `cogdistill.run_format`; a run without it is version 1):
   1  everything logged before this module: the names below, no version tag.
   2  the version tag on every run; a job run adds each task's human item table as an MLflow dataset
      input (context `human_items`) and, with tracking.log_traces, one MLflow trace per generation.
+Later additions within version 2 (optional, absent on older runs): the job param revision_sha, the tags
+floating_revision and (sweep parent) cogdistill.skipped_jobs with skipped_jobs.csv.
 Version 2 renamed nothing, so readers take versions 1 and 2 alike; a run of a newer version than
 this code knows is refused with a message (its layout may have changed) instead of misread.
 
@@ -45,6 +47,9 @@ class Tag:
     TASK = "task"  # comma-separated when a job runs several tasks
     STUDY = "study"
     HF_ID = "hf_id"
+    # a job whose model file names a branch or tag (revision: main): that name; the commit it stood
+    # for is the param revision_sha. Absent when the file pins a commit sha.
+    FLOATING_REVISION = "floating_revision"
     TRAINED_BY = "trained_by"  # a trained model's evaluation runs -> the training run's id
     # who runs it, and its identity for resuming (cogdistill/tracking/store.py)
     HOST = "cogdistill.host"
@@ -56,6 +61,7 @@ class Tag:
     SWEEP_KEY = "cogdistill.sweep_key"
     OVERRIDES = "overrides"
     FAILED_JOBS = "cogdistill.failed_jobs"  # how many jobs failed (failed_jobs.csv says which)
+    SKIPPED_JOBS = "cogdistill.skipped_jobs"  # how many jobs sweep.skip_infeasible left out (skipped_jobs.csv)
     # training runs
     MODE = "mode"  # sft | rl
     TRAINED_PATH = "trained_path"
@@ -85,6 +91,7 @@ SUMMARY_METRICS = ("r_mean", "r_mean_fisher", "r_cross_task", "gen_seconds", "ge
                    "engine_load_seconds", "cache_hits", "cache_misses")
 # Params a reader needs (the rest are for people: hf_id, revision, engine.*, sampling.*, ...)
 PARAM_COST = "cost"  # the trace column that is the cost: reasoning_tokens | total_tokens
+PARAM_REVISION_SHA = "revision_sha"  # the commit a hub model's revision resolved to; "" when none was found
 
 # Artifact folders and files
 TRACES_DIR, ITEMS_DIR, HUMANS_DIR, FIGURES_DIR, CONFIG_DIR = "traces", "items", "humans", "figures", "config"
@@ -92,6 +99,7 @@ CONFIG_FILE = f"{CONFIG_DIR}/config.yaml"  # the resolved Hydra config
 SWEEP_SUMMARY = "sweep_summary.csv"  # parent run: the model x task table: model, role, family, task,
 SWEEP_SUMMARY_METRICS = ("r", "r_ci_low", "r_ci_high", "acc", "tokens_mean")  # these task metrics, status
 FAILED_JOBS = "failed_jobs.csv"  # parent run: job, overrides, error
+SKIPPED_JOBS = "skipped_jobs.csv"  # parent run: job, overrides, model, reason (could not run on that node)
 REPORT_DIR = "report"  # parent run: the comparison report's files; its metrics are `report/...`
 TRAIN_DATASET_DIR, ADAPTER_DIR = "dataset", "adapter"  # training run
 # MLflow dataset-input contexts (mlflow.data.context)
@@ -157,7 +165,7 @@ def model_label(model_name: str, effort: str) -> str:
 
 
 def job_tags(model, engine: str, tasks: Iterable[str], study: str, *, label: Optional[str] = None,
-             effort: str = "default", protocol: str = "") -> Dict[str, str]:
+             effort: str = "default", protocol: str = "", floating_revision: Optional[str] = None) -> Dict[str, str]:
     """model: a ModelConfig; label: the model's name in this job (model_label)."""
     tags = {
         Tag.MODEL: label or model.name, Tag.CONFIG: model.name, Tag.EFFORT: effort, Tag.PROTOCOL: protocol,
@@ -166,6 +174,8 @@ def job_tags(model, engine: str, tasks: Iterable[str], study: str, *, label: Opt
         Tag.TASK: ",".join(tasks), Tag.STUDY: study, Tag.HF_ID: model.hf_id,
         Tag.HOST: socket.gethostname(), Tag.PID: str(os.getpid()), **kind_tags(Kind.JOB),
     }
+    if floating_revision:
+        tags[Tag.FLOATING_REVISION] = floating_revision
     if model.training_run:  # a model trained by cogdistill.train: link back to its training run
         tags[Tag.TRAINED_BY] = model.training_run
     return tags
@@ -173,11 +183,13 @@ def job_tags(model, engine: str, tasks: Iterable[str], study: str, *, label: Opt
 
 def job_params(*, model, weights: str, engine: str, engine_version: str, max_tokens: int, cost: str,
                censored: str, engine_settings: Mapping[str, Any], sampling: Mapping[str, Any],
-               tasks: Iterable) -> Dict[str, Any]:
-    """model: a ModelConfig; tasks: loaded Tasks; engine_settings/sampling: their dataclasses as dicts."""
+               tasks: Iterable, revision_sha: Optional[str] = None) -> Dict[str, Any]:
+    """model: a ModelConfig; tasks: loaded Tasks; engine_settings/sampling: their dataclasses as dicts;
+    revision_sha: the commit the model's hub revision resolved to (None: not a hub model, or unresolved)."""
     tasks = list(tasks)
     return {
-        "hf_id": model.hf_id, "revision": model.revision, "weights": weights, "engine": engine,
+        "hf_id": model.hf_id, "revision": model.revision, PARAM_REVISION_SHA: revision_sha or "",
+        "weights": weights, "engine": engine,
         "engine_version": engine_version, "max_tokens": max_tokens, PARAM_COST: cost, "analysis.censored": censored,
         **{f"engine.{k}": v for k, v in engine_settings.items()},
         **{f"sampling.{k}": v for k, v in sampling.items()},

@@ -9,6 +9,9 @@ the process's start time, so a reused pid is not mistaken for it) and a heartbea
 every HEARTBEAT_S. A job resumes only runs that are not live; an identical job started while
 another is running stops with a message instead of adopting its run (a file lock in the cache
 folder decides between two started at the same moment on one machine).
+
+Every store is checked before MLflow touches it (`check_store`, with tracking/store_checks.py), and
+a store that stops answering mid-run is one line with the fix (`StoreGuard`, `SqliteRetry`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 from cogdistill.config.schema import REPO_ROOT, Config, TrackingConfig
 from cogdistill.errors import CogdistillError
 from cogdistill.tracking.run_format import CONFIG_FILE, Tag
+from cogdistill.tracking.store_checks import (TrackingError, prepare_mlflow, probe_server, probe_sqlite, store_down,
+                                              unwritable)
 
 PARENT_FILE = "mlflow_parent_run.json"
 log = logging.getLogger(__name__)
@@ -73,26 +78,44 @@ def ensure_experiment(client, name: str, artifact_location: Optional[str]) -> st
 
 
 def _client(cfg: TrackingConfig):
+    """The job's (and the sweep's) client: the store checked first (check_store), so that a store
+    that cannot be reached or written fails in seconds with the fix, not after MLflow's retries."""
     from mlflow import MlflowClient
 
     uri = tracking_uri(cfg)
+    check_store(uri, write=True)
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
-        try:
-            db.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TrackingError(f"cannot create the MLflow store folder {db.parent} ({exc.strerror}): "
-                                "set MLFLOW_TRACKING_URI or tracking.uri to a writable place.") from None
         return _create_store_once(lambda: SqliteRetry(MlflowClient(tracking_uri=uri), uri), db), uri
-    if uri.startswith(("http://", "https://")):
+    return StoreGuard(MlflowClient(tracking_uri=uri), uri), uri
+
+
+def reader_client(uri: str):
+    """A client for a command that only reads the store (the report): the store is checked as the
+    job's is, and a missing sqlite store is an error, never created (MLflow would create one)."""
+    from mlflow import MlflowClient
+
+    check_store(uri, write=False)
+    return guarded(MlflowClient(tracking_uri=uri), uri)
+
+
+def guarded(client, uri: str):
+    """client with a store failure as one TrackingError line: a locked, read-only or full sqlite store
+    (SqliteRetry), a server or database that stopped answering (StoreGuard)."""
+    return SqliteRetry(client, uri) if uri.startswith("sqlite:") else StoreGuard(client, uri)
+
+
+def check_store(uri: str, *, write: bool) -> None:
+    """Before any MLflow call: a sqlite store that can be opened (and written, for a job), a tracking
+    server that answers the MLflow API, a database that takes the connection. Bounds MLflow's HTTP
+    retries and silences its store tracebacks for the rest of the process."""
+    prepare_mlflow()
+    if uri.startswith("sqlite:///"):
+        probe_sqlite(Path(uri[len("sqlite:///"):]), uri, write=write)
+    elif uri.startswith(("http://", "https://")):
         probe_server(uri)
     elif uri.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql"):
         probe_database(uri)
-    return MlflowClient(tracking_uri=uri), uri
-
-
-class TrackingError(CogdistillError):
-    pass
 
 
 def _create_store_once(make_client, db: Path):
@@ -117,62 +140,11 @@ def _create_store_once(make_client, db: Path):
             fh.close()
 
 
-def probe_server(uri: str, timeout_s: float = 10.0) -> None:
-    """A tracking server that does not answer (a closed port, or one that accepts and then stays
-    silent) fails in seconds, not after MLflow's minutes of retries. Any HTTP answer will do."""
-    import urllib.error
-    import urllib.request
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(uri)
-    shown = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    try:
-        urllib.request.urlopen(f"{shown}/health", timeout=timeout_s).close()  # noqa: S310 - http(s) only
-    except urllib.error.HTTPError:
-        return  # it answered: a server is there (a proxy may guard /health)
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
-        raise TrackingError(
-            f"cannot reach the MLflow tracking server at {shown} ({reason}; waited up to {timeout_s:g} s). Start it "
-            "(`make ui`, or `mlflow server --port PORT`), or point MLFLOW_TRACKING_URI / tracking.uri at a running "
-            "one, or unset MLFLOW_TRACKING_URI to log to the local store mlruns/.") from None
-    # /health answers without the database behind the server; a down database answers 503 to every
-    # call, which MLflow's client retries for about 4 minutes. One call that needs the database tells.
-    try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1",  # noqa: S310
-                               timeout=timeout_s).close()
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500:
-            raise TrackingError(
-                f"the MLflow tracking server at {shown} answers, but its backend store does not (HTTP {exc.code}: "
-                f"{_server_message(exc)}). Start the database behind `mlflow server --backend-store-uri ...` or fix "
-                "its user and password there, then run this again.") from None
-    except (OSError, ValueError):
-        pass  # it answered /health a moment ago: MLflow's own calls say what is wrong
-
-
-def _server_message(exc) -> str:
-    """The first line of an MLflow server's JSON error ("message"), else of its body."""
-    try:
-        body = exc.read().decode("utf-8", "replace")
-    except OSError:
-        return exc.reason or "no message"
-    try:
-        body = json.loads(body).get("message", body)
-    except (ValueError, AttributeError):
-        pass
-    return (str(body).strip().splitlines() or ["no message"])[0][:300]
-
-
 def shown_uri(uri: str) -> str:
-    """The URI without its password (postgresql://user:PASSWORD@host/db), for messages and logs."""
-    from urllib.parse import urlsplit
+    """The URI without its password or credential parameters, for messages, logs and files."""
+    from cogdistill.secrets import mask_uri
 
-    try:
-        password = urlsplit(uri).password
-    except ValueError:
-        return uri
-    return uri.replace(f":{password}@", ":***@", 1) if password else uri
+    return mask_uri(uri)
 
 
 def probe_database(uri: str, timeout_s: float = 10.0) -> None:
@@ -190,7 +162,11 @@ def probe_database(uri: str, timeout_s: float = 10.0) -> None:
         with engine.connect():
             pass
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["no message"])[0]
+        from cogdistill.secrets import mask, uri_secrets
+
+        # the driver may quote the host, which holds a password's tail when the password has an '@'
+        reason = mask((str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["no message"])[0],
+                      uri_secrets(uri))
         raise TrackingError(
             f"cannot connect to the MLflow database {shown_uri(uri)} ({reason}). Start the database or fix the user "
             "and password in MLFLOW_TRACKING_URI / tracking.uri, or log to a tracking server (tracking=server) or "
@@ -213,11 +189,35 @@ def store_problem(exc: BaseException, uri: str) -> Optional[TrackingError]:
     text = str(exc).lower()
     for needle, what in _STORE_PROBLEMS.items():
         if needle in text:
-            return TrackingError(
-                f"cannot write the MLflow store {uri}: {what}. Free space or fix its permissions, or log elsewhere: "
-                "MLFLOW_TRACKING_URI=sqlite:////writable/folder/mlflow.db (or tracking.uri=...). Finished "
-                "generations are cached: re-running resumes.")
+            return unwritable(uri, what)
     return None
+
+
+class StoreGuard:
+    """An MlflowClient on a tracking server or database: a call that fails because the store stopped
+    answering raises TrackingError (one line with the fix); `down` then says so, so that the job
+    does not wait on the dead store again to mark its run FAILED."""
+
+    def __init__(self, client, uri: str):
+        self._client, self._uri = client, uri
+        self.down = False
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:  # MlflowException, requests' or sqlalchemy's errors
+                problem = store_down(exc, self._uri)
+                if problem is None:
+                    raise
+                self.down = True
+                raise problem from None
+
+        return call
 
 
 class SqliteRetry:
@@ -269,7 +269,7 @@ def tracing_client(uri: str):
     from mlflow.tracing.client import TracingClient
 
     client = TracingClient(uri)
-    return SqliteRetry(client, uri) if uri.startswith("sqlite:") else client
+    return SqliteRetry(client, uri) if uri.startswith("sqlite:") else StoreGuard(client, uri)
 
 
 def _finite(metrics: Dict[str, float]) -> Dict[str, float]:
@@ -425,6 +425,7 @@ class JobRun:
         self.already_finished = False
         self._lease: Optional[Lease] = None
         self._lock: Optional[JobLock] = None
+        self._client = None  # tracking off: no store, and abandon() has nothing to mark
         if not self.enabled:
             return
         self._client, self.uri = _client(job.tracking)
@@ -454,6 +455,11 @@ class JobRun:
                 f"an identical job is already running (MLflow run {live[0].info.run_id}, owner {owner}). Wait for it "
                 "to finish, or stop it and run this again to resume.")
         if previous:
+            try:
+                check_resumable(previous[0], self.uri)
+            except CogdistillError:
+                self.release()
+                raise
             self.run_id, self.resumed = previous[0].info.run_id, True
             self.already_finished = previous[0].info.status == "FINISHED"
             if not self.already_finished:
@@ -510,7 +516,8 @@ class JobRun:
         try:
             return call(*args)
         except OSError as exc:
-            where = f"the MLflow artifact store ({exc.filename or artifact_root(self._tracking, self.uri) or self.uri})"
+            shown = exc.filename or artifact_root(self._tracking, self.uri) or shown_uri(self.uri)
+            where = f"the MLflow artifact store ({shown})"
             raise OSError(exc.errno, exc.strerror, where) from None
 
     def finish(self, status: str = "FINISHED") -> None:
@@ -525,12 +532,22 @@ class JobRun:
         user sees (a store that cannot be written would fail here too)."""
         from cogdistill.exits import is_interrupt, signals_deferred
 
+        if getattr(self._client, "down", False):  # the store stopped answering: marking the run would wait on it
+            if self._lease:  # again. Its owner is gone once this process ends: a re-run resumes it.
+                self._lease.stop()
+            self.release()
+            return
         try:
             with signals_deferred():  # a second Ctrl-C must not leave the run RUNNING
                 try:
                     self.finish(status)
-                except Exception:  # noqa: BLE001 - see above
-                    log.warning("could not mark MLflow run %s %s", self.run_id, status, exc_info=True)
+                except Exception as exc:  # noqa: BLE001 - see above; the error that stopped the job follows
+                    from cogdistill.secrets import mask, uri_secrets
+
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    log.warning("could not mark MLflow run %s %s: %s", self.run_id, status,
+                                mask(first, uri_secrets(self.uri))[:200])  # masked, then cut
+                    log.debug("marking the run failed", exc_info=True)
                     self.release()
         except BaseException as exc:  # a signal that arrived meanwhile: we are stopping already
             if not is_interrupt(exc):
@@ -539,6 +556,20 @@ class JobRun:
     def release(self) -> None:
         if self._lock is not None:
             self._lock.release()
+
+
+def check_resumable(run, uri: str) -> None:
+    """A job resumes only a run in a format this version writes (1, logged before the version tag,
+    or RUN_FORMAT): rewriting a newer run's version tag would pass its unknown layout off as ours."""
+    from cogdistill.tracking.run_format import RUN_FORMAT, run_format_version
+
+    version = run_format_version(run)  # a tag that is not a number raises RunFormatError
+    if not 1 <= version <= RUN_FORMAT:
+        raise TrackingError(
+            f"MLflow run {run.info.run_id} in {shown_uri(uri)} is this job's earlier run, but in run format "
+            f"{version} (tag {Tag.FORMAT}), which this cogdistill does not write (it writes {RUN_FORMAT}): it "
+            f"will not resume it. Upgrade cogdistill, or delete that run (mlflow runs delete --run-id "
+            f"{run.info.run_id}) or log to another experiment (tracking.experiment=NAME) to start afresh.")
 
 
 def sweep_parent() -> Optional[Dict[str, str]]:

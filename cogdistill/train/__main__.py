@@ -19,7 +19,7 @@ from cogdistill.config.schema import ConfigError
 from cogdistill.console import quiet_third_party
 from cogdistill.errors import CogdistillError
 from cogdistill.exits import fail
-from cogdistill.train.settings import TrainConfig
+from cogdistill.train.settings import TrainConfig, check_settings
 
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 
@@ -34,11 +34,13 @@ def parse(argv: List[str]) -> Tuple[TrainConfig, List[str]]:
         merged = OmegaConf.structured(TrainConfig)
         for key, value in train.items():
             OmegaConf.update(merged, key, value, merge=True)
-        return OmegaConf.to_object(merged), main  # type: ignore[return-value]
+        cfg: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
         shown = [f"{k}={v}" for k, v in train.items()]
         raise ConfigError(f"training settings {shown}: {str(exc).splitlines()[0]} "
                           "(required: mode=sft|rl base=<model>; see cogdistill/train/settings.py).") from None
+    check_settings(cfg)
+    return cfg, main
 
 
 def main(argv: List[str]) -> None:

@@ -17,7 +17,7 @@ from cogdistill.config.schema import CONF_DIR, Config, ConfigError, cache_dir
 from cogdistill.config.validate import register_schemas, validate
 from cogdistill.console import console
 from cogdistill.tasks.load import load_task
-from cogdistill.train.settings import TrainConfig
+from cogdistill.train.settings import TrainConfig, check_settings
 from cogdistill.train.dataset import TrainDataError, rl_frame, sft_frame, split_note, teacher_traces, write_dataset
 from cogdistill.train.register import model_yaml, register
 from cogdistill.train.training_run import TrainRun, loss_callback
@@ -70,6 +70,7 @@ def with_searchpath(overrides: List[str], folder: Path) -> List[str]:
 
 
 def check(cfg: TrainConfig) -> None:
+    check_settings(cfg)  # ranges and names; parse() ran it too, for a command line that fails fast
     if cfg.mode not in ("sft", "rl"):
         raise ConfigError(f"mode={cfg.mode}: use mode=sft (imitate a teacher's traces) or mode=rl (GRPO).")
     if cfg.mode == "sft" and not cfg.teacher:

@@ -48,3 +48,55 @@ class TrainConfig:
     temperature: float = 1.0
     beta: float = 0.0  # KL weight; 0 needs no reference model
     use_vllm: bool = False  # GPU recipe: generate GRPO rollouts with vLLM (colocate)
+
+
+def _bounds() -> dict:
+    from cogdistill.config.schema import MAX_TOKENS_LIMIT
+    from cogdistill.config.validate import AT_LEAST_1, NOT_NEGATIVE, Bound
+
+    tokens = Bound(1, MAX_TOKENS_LIMIT, text=f"must be at least 1 token (and at most {MAX_TOKENS_LIMIT:,})")
+    return {
+        TrainConfig: {
+            "steps": Bound(1, text="must be at least 1 optimizer step"),
+            "lr": Bound(0, 1, low_open=True, text="must be more than 0 and at most 1 (LoRA runs use about 1e-4 "
+                                                  "to 1e-3, full fine-tuning about 1e-5)"),
+            "batch_size": AT_LEAST_1, "grad_accum": AT_LEAST_1, "max_length": tokens,
+            "seed": Bound(0, 2**32 - 1, text="must be 0 or more and below 2**32 (numpy's seed range)"),
+            "threads": AT_LEAST_1,
+            "num_generations": Bound(2, text="must be at least 2 (GRPO compares the completions of a group)"),
+            "max_completion_length": tokens,
+            "temperature": Bound(0, low_open=True, text="must be more than 0 (GRPO samples its completions)"),
+            "beta": NOT_NEGATIVE,
+        },
+        LoraSettings: {
+            "r": Bound(0, 4096, text="must be 0 (full fine-tuning) or an adapter rank up to 4096"),
+            "alpha": Bound(0, low_open=True, text="must be more than 0 (the adapter's scale is alpha / r)"),
+            "dropout": Bound(0, 1, high_open=True, text="must be 0 or more and below 1"),
+        },
+    }
+
+
+def check_settings(cfg: TrainConfig) -> None:
+    """The training settings' ranges and names, as the job's are checked (cogdistill.config.validate):
+    ConfigError naming the setting, its allowed range and its default."""
+    import re
+    from dataclasses import asdict
+
+    from cogdistill.config.schema import ConfigError
+    from cogdistill.config.validate import NAME_PATTERN, check_bounds, non_finite
+
+    bad = non_finite(asdict(cfg), "")
+    if bad:
+        raise ConfigError(f"training setting {bad} is not a finite number (NaN or infinity); give a number, "
+                          "e.g. the default (see cogdistill/train/settings.py).")
+    table = _bounds()
+    check_bounds(vars(cfg), TrainConfig, "training setting ", table)
+    check_bounds(vars(cfg.lora), LoraSettings, "training setting lora.", table)
+    # these name files: the registered model's config and weights folder, conf/model/<base>.yaml, conf/task/...
+    names = {"name": "the registered model's conf/model/<name>.yaml and weights folder, e.g. name=sft-my-model",
+             "base": "conf/model/<base>.yaml", "teacher": "conf/model/<teacher>.yaml"}
+    for key, value in [("name", cfg.name), ("base", cfg.base), ("teacher", cfg.teacher),
+                       *((f"tasks[{i}]", t) for i, t in enumerate(cfg.tasks))]:
+        if value is not None and not re.fullmatch(NAME_PATTERN, str(value)):
+            raise ConfigError(f"training setting {key}={value}: use letters, digits and . _ + - only; it names a "
+                              f"file: {names.get(key, 'conf/task/<task>.yaml')}.")

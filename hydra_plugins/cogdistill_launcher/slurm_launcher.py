@@ -9,5 +9,13 @@ except ImportError:  # not installed: Hydra's plugin scan would warn on every co
 from cogdistill.launcher import SlurmLauncherImpl
 
 if _SubmititSlurmLauncher is not None:
+    from hydra.core.config_store import ConfigStore
+
+    from cogdistill.launcher import CogdistillSlurmConf
+
+    # the schema conf/hydra/launcher/slurm.yaml builds on: submitit's plus `sizing` (per-model jobs)
+    ConfigStore.instance().store(group="hydra/launcher", name="cogdistill_slurm", node=CogdistillSlurmConf,
+                                 provider="cogdistill")
+
     class SlurmLauncher(SlurmLauncherImpl, _SubmititSlurmLauncher):
         pass

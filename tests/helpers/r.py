@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-R_PACKAGES_APT = "apt-get install -y r-base-core r-cran-metafor r-cran-lme4 r-cran-psych r-cran-jsonlite"
+R_PACKAGES_APT = ("apt-get install -y r-base-core r-cran-metafor r-cran-lme4 r-cran-lmertest r-cran-psych "
+                  "r-cran-jsonlite")
 
 
 def require_r(*packages: str) -> None:

@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={root}/munge/munge.socket
+AuthInfo=socket={root}/munge/munge.socket{auth_extra}
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool/%n
 SlurmctldPidFile={root}/run/slurmctld.pid
@@ -75,7 +76,7 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MpiDefault=none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
+SelectTypeParameters={select}
 SchedulerType=sched/builtin
 ReturnToService=2
 # a test's time is short: finished jobs stay visible to squeue (the sacct shim), a cancelled job
@@ -84,9 +85,9 @@ MinJobAge=3600
 KillWait=2
 SchedulerParameters=sched_interval=1
 MessageTimeout=30
-SlurmctldTimeout=30
+{gpu_conf}SlurmctldTimeout=30
 SlurmdTimeout=30
-NodeName={node} NodeAddr=127.0.0.1 NodeHostname={hostname} CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN
+NodeName={node} NodeAddr=127.0.0.1 NodeHostname={hostname} CPUs={cpus} RealMemory={mem_mb}{gres} State=UNKNOWN
 PartitionName={partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -268,10 +269,37 @@ def stop(cluster: SlurmCluster, grace_s: float = 3.0) -> None:
             proc.wait(timeout=5)
 
 
+# gpus > 0: countable GPUs that are no GPUs, and the node's CPUs/memory taken from slurm.conf rather than
+# the hardware (config_overrides), so that a 2-core machine can play a node whose jobs of different sizes
+# differ. A gres.conf with `Name=gpu Count=4` and no File= is not enough: slurmd 22.05 drops "file-less
+# GPU"s ("Removing file-less GPU gpu:(null) from final GRES list") and slurmctld drains the node (0 < 4).
+# So each GPU is a character device in the cluster's folder with /dev/null's numbers (1, 3): slurmd
+# accepts it, SLURM allocates and counts it (scontrol, CUDA_VISIBLE_DEVICES), and nothing reaches a GPU.
+# This cluster also restarts a requeued job after 10 s rather than 120 (cred_expire, the credentials' life).
+GPU_CONF = """GresTypes=gpu
+SlurmdParameters=config_overrides
+"""
+
+
+def _fake_gpus(root: Path, gpus: int) -> None:
+    (root / "dev").mkdir(exist_ok=True)
+    for i in range(gpus):
+        device = root / "dev" / f"nvidia{i}"
+        if not device.exists():
+            try:
+                os.mknod(device, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+            except OSError as exc:  # a container without CAP_MKNOD
+                (pytest.fail if os.environ.get("COGDISTILL_REQUIRE_SERVICES") == "1" else pytest.skip)(
+                    f"the test cluster's GPUs are device nodes (mknod): {exc}")
+    (root / "gres.conf").write_text(f"NodeName={NODE} Name=gpu File={root}/dev/nvidia[0-{gpus - 1}]\n")
+
+
 @contextlib.contextmanager
-def slurm_cluster(root: Path, cpus: int = 2, mem_mb: int = 4096, timeout: float = 60) -> Iterator[SlurmCluster]:
+def slurm_cluster(root: Path, cpus: int = 2, mem_mb: int = 4096, timeout: float = 60,
+                  gpus: int = 0) -> Iterator[SlurmCluster]:
     """munged + slurmctld + slurmd on 127.0.0.1 under root for as long as the block lasts; every process
-    the cluster started (jobs included) is stopped by pid at the end, however the block ends."""
+    the cluster started (jobs included) is stopped by pid at the end, however the block ends. gpus > 0:
+    a node with that many countable GPUs (GPU_CONF) and cpus/mem_mb as declared, memory consumable."""
     require_slurm()
     for sub in ("munge", "state", f"spool/{NODE}", "run", "log", "bin"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -284,7 +312,11 @@ def slurm_cluster(root: Path, cpus: int = 2, mem_mb: int = 4096, timeout: float 
     ctld_port, slurmd_port = _free_ports(2)
     (root / "slurm.conf").write_text(SLURM_CONF.format(
         root=root, node=NODE, hostname=socket.gethostname(), cpus=cpus, mem_mb=mem_mb, partition=PARTITION,
-        ctld_port=ctld_port, slurmd_port=slurmd_port))
+        ctld_port=ctld_port, slurmd_port=slurmd_port, gres=f" Gres=gpu:{gpus}" if gpus else "",
+        gpu_conf=GPU_CONF if gpus else "", select="CR_CPU_Memory" if gpus else "CR_CPU",
+        auth_extra=",cred_expire=10" if gpus else ""))
+    if gpus:
+        _fake_gpus(root, gpus)
     env = {**os.environ, "SLURM_CONF": str(root / "slurm.conf"),
            "PATH": os.pathsep.join([str(root / "bin"), os.environ.get("PATH", ""), "/usr/sbin"])}
     cluster = SlurmCluster(root, env)
