@@ -427,6 +427,10 @@ def slurm_return(job: Any, num: int, overrides: Sequence[str]):
         reason = f"SLURM job {job.job_id} raised {last.strip()}"
     except UncompletedJobError:
         reason = (f"SLURM job {job.job_id} ended {job.state} without a result (scancel, a time limit, the node's "
-                  "OOM killer or a lost node); finished generations are cached, re-run the sweep to resume")
+                  "OOM killer or a lost node); finished generations are cached, re-run the sweep to resume"
+                  f" (its log: {job.paths.stdout})")
+        # stopped from outside, not a bug and not bad input: the sweep exits 143 (cogdistill/sweep.py)
+        return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED,
+                         _return_value={"status": "FAILED", "error": reason, "bad_input": False, "stopped": True})
     reason += f" (its log: {job.paths.stdout})"
     return JobReturn(overrides=list(overrides), _return_value=RuntimeError(reason), status=JobStatus.FAILED)

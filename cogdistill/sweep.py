@@ -6,7 +6,8 @@ Hydra's basic sweeper with four promises added:
 2. one job's failure never stops the others: each job reports FINISHED or FAILED with its reason;
 3. the parent run ends FINISHED (all jobs finished), FAILED (with the failed jobs listed on it,
    as failed_jobs.csv) or KILLED (SIGINT/SIGTERM), never RUNNING;
-4. the command's exit code says how the sweep went: 0, 2 (a job had bad input), 1 (a bug).
+4. the command's exit code says how the sweep went: 0, 2 (a job had bad input), 143 (a job was stopped from
+   outside, by scancel, a time limit or a lost node: re-run to resume), 1 (a bug).
 The parent run is created here, once, before any job starts (several processes creating one
 experiment in sqlite race) and its id is left in the sweep folder, where each job reads it.
 """
@@ -36,6 +37,7 @@ class JobOutcome:
     status: str  # FINISHED | FAILED
     error: str = ""
     bad_input: bool = True  # a CogdistillError (exit 2) rather than a bug (exit 1)
+    stopped: bool = False  # stopped from outside (scancel, a time limit): exit 143 unless a job had a bug
 
 
 @dataclass
@@ -49,7 +51,9 @@ class SweepResult:
     def exit_code(self) -> int:
         if not self.failed:
             return 0
-        return 2 if all(o.bad_input for o in self.failed) else 1
+        if any(not o.bad_input and not o.stopped for o in self.failed):
+            return 1
+        return 143 if any(o.stopped for o in self.failed) else 2
 
 
 LAST_RESULT: Optional[SweepResult] = None  # read by __main__ for the exit code
@@ -108,7 +112,7 @@ def outcome_of(job_return: Any, num: int, overrides: Sequence[str]) -> JobOutcom
     value = getattr(job_return, "_return_value", None)
     if status == "COMPLETED" and isinstance(value, dict):
         return JobOutcome(num, shown, value.get("status", FINISHED), value.get("error", ""),
-                          bool(value.get("bad_input", True)))
+                          bool(value.get("bad_input", True)), bool(value.get("stopped", False)))
     if status == "COMPLETED":
         return JobOutcome(num, shown, FINISHED)
     return JobOutcome(num, shown, FAILED, f"{type(value).__name__}: {value}", bad_input=False)

@@ -135,3 +135,26 @@ def mlflow_server(tmp_path):
                        "--artifacts-destination", str(tmp_path / "server-artifacts")],
                       tmp_path / "mlflow-server.log") as url:
         yield url
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(name, size) -> a fresh tmpfs folder (tests/test_store_boundaries.py, test_hostile_stores.py: a
+    full or read-only disk); skipped where this process may not mount (not root)."""
+    import subprocess
+
+    mounted = []
+
+    def mount(name: str, size: str = "4m") -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'mount failed'}): needs root")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

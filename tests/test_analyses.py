@@ -166,6 +166,20 @@ def test_elasticity_recovers_a_power_law_and_skips_error_rates():
     assert A.elasticity(items.with_columns(measure=pl.lit("error_rate"))).height == 0
 
 
+def test_null_inflation_and_elasticity_say_why():
+    traces, humans = study_of({"S": [20, 40, 60], "B": [10, 20, 30], "F": [5, 5, 5]}, [1, 2, 3])
+    models = models_frame([{"model": "S", "role": "student", "base": "B"}, {"model": "B", "role": "base"},
+                           {"model": "F", "role": "student", "base": "ghost", "teacher": None}])
+    items = A.per_item(traces, humans)
+    rows = {r["student"]: r for r in A.inflation(items, models).iter_rows(named=True)}
+    assert rows["S"]["vs_base"] == pytest.approx(2.0) and rows["S"]["vs_teacher"] is None
+    assert rows["S"]["note"] == "vs_teacher: no teacher linked in the models table"
+    assert rows["F"]["vs_base"] is None and "'ghost' has no item" in rows["F"]["note"]
+    el = {r["model"]: r for r in A.elasticity(items).iter_rows(named=True)}
+    assert el["S"]["note"] is None and math.isfinite(el["S"]["slope"])
+    assert math.isnan(el["F"]["slope"]) and el["F"]["note"] == "the cost is constant over the items"
+
+
 def test_js_divergence_matches_scipy_and_needs_no_smoothing_constant():
     from scipy.spatial.distance import jensenshannon
 

@@ -133,26 +133,6 @@ def http_server(kind: str) -> Iterator[str]:
         server.server_close()
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """mount(name, size) -> a fresh tmpfs folder; skipped where this process may not mount (not root)."""
-    mounted = []
-
-    def mount(name: str, size: str = "8m") -> Path:
-        where = tmp_path / name
-        where.mkdir()
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'mount failed'}): needs root")
-        mounted.append(where)
-        return where
-
-    yield mount
-    for where in reversed(mounted):
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
-
-
 def remount(where: Path, mode: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{mode}", str(where)], check=True)
 

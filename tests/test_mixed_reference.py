@@ -82,8 +82,9 @@ def test_item_models_reach_lme4_optimum_on_30_studies(item_refs):
         if not ok:
             failures.append((study["name"], res["converged"], d))
     assert not failures, failures
-    var_item = np.array([ref["var_item"] for ref in refs], float)
-    assert (var_item < 1e-6).sum() >= 3 and (var_item > 1e-2).sum() >= 10
+    # the studies do span the boundary: singular fits (a variance or the slope's at 0) and interior ones
+    singular = np.array([ref["singular"] for ref in refs], bool)
+    assert singular.sum() >= 5 and (~singular).sum() >= 10, singular.sum()
 
 
 def test_the_check_catches_a_stop_on_the_boundary():
@@ -95,7 +96,7 @@ def test_the_check_catches_a_stop_on_the_boundary():
         return (theta[0] ** 2 - 0.3) ** 2 + 0.5 * (theta[1] - 0.2) ** 2
 
     stuck = optimize.minimize(f, np.array([0.0, 0.0]), method="L-BFGS-B", bounds=[(0, None), (None, None)])
-    assert stuck.success and stuck.x[0] == 0.0  # the defect, reproduced
+    assert stuck.success and stuck.x[0] < 1e-6  # the defect, reproduced: stopped on the boundary
     best = mixed.minimise(f, np.array([0.0, 0.0]), np.array([True, False]))
     assert best.converged and best.theta[0] == pytest.approx(math.sqrt(0.3), rel=1e-6)
     assert best.theta[1] == pytest.approx(0.2, abs=1e-6)

@@ -320,3 +320,40 @@ def test_a_server_reported_cost_is_marked_in_the_report(tmp_path):
     assert "cost reported by the server (server)" in (tmp_path / "report.md").read_text()
     cells = json.loads((tmp_path / "report.json").read_text())["alignment"]
     assert {c["model"]: c["cost_source"] for c in cells}[served] == "server"
+
+
+def test_a_declared_level_without_traces_and_a_fully_censored_level_are_named():
+    """Issue 22 (8): a level the models table declares but that has no trace is listed with its reason,
+    not dropped; a level whose every trace is censored voids the omnibus test with a note naming it."""
+    from dataclasses import replace
+
+    study = simulate_effort(n_items=60, truth=DIAL, seed=5)
+    medium = study.models.filter(pl.col("effort") == "medium")["model"][0]
+    gone = replace(study, traces=study.traces.filter(pl.col("model") != medium))
+    sec = build(gone, n_boot=100).effort_levels["sim-model"]["task-0"]
+    assert [m["level"] for m in sec["missing_levels"]] == ["medium"]
+    assert medium in sec["missing_levels"][0]["reason"] and "['medium']" in sec["note"]
+    assert [lv["level"] for lv in sec["levels"]] == ["low", "high"] and math.isfinite(sec["omnibus"]["p"])
+
+    high = study.models.filter(pl.col("effort") == "high")["model"][0]
+    cut = replace(study, traces=study.traces.with_columns(
+        censored=pl.when(pl.col("model") == high).then(True).otherwise(pl.col("censored"))))
+    sec = build(cut, n_boot=100).effort_levels["sim-model"]["task-0"]
+    assert math.isnan(sec["omnibus"]["p"]) and "['high']" in sec["omnibus"]["note"]
+    assert "censored" in sec["omnibus"]["note"] or "uncensored" in sec["omnibus"]["note"]
+
+
+def test_the_verdict_is_decided_on_holm_over_the_report():
+    """Two configs: each ceiling-or-dial p is Holm-adjusted over both, and the verdict reads that p."""
+    a = simulate_effort(n_items=80, truth=DIAL, seed=6, config="a")
+    b = simulate_effort(n_items=80, truth=CEILING, seed=7, config="b")
+    both = type(a)(traces=pl.concat([a.traces, b.traces]), humans=a.humans, models=pl.concat([a.models, b.models]),
+                   source="two configs")
+    report = build(both, n_boot=100)
+    cds = [report.effort_levels[c]["task-0"]["ceiling_or_dial"] for c in ("a", "b")]
+    assert [cd["p_holm"] for cd in cds] == pytest.approx(E.holm([cd["p"] for cd in cds]))
+    for cd in cds:
+        assert cd["verdict"] == E.verdict(cd["r"], cd["p_holm"], cd["bf01"])[0]
+    assert cds[0]["verdict"] == E.DIAL
+    oms = [report.effort_levels[c]["task-0"]["omnibus"] for c in ("a", "b")]
+    assert [om["p_holm"] for om in oms] == pytest.approx(E.holm([om["p"] for om in oms]))

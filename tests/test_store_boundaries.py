@@ -16,26 +16,6 @@ import pytest
 from helpers.procs import cogdistill, entries, finish, output, runs_by_kind, single_job, slow_env, start, wait_for
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """mount(size) -> a fresh tmpfs folder; skipped where this process may not mount (not root)."""
-    mounted = []
-
-    def mount(name: str, size: str = "4m") -> Path:
-        where = tmp_path / name
-        where.mkdir()
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'mount failed'}): needs root")
-        mounted.append(where)
-        return where
-
-    yield mount
-    for where in reversed(mounted):
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
-
-
 def fill(folder: Path) -> None:
     """Fill a file system to the last byte."""
     with open(folder / "filler", "wb") as fh:
