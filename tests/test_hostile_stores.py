@@ -24,6 +24,8 @@ from typing import Dict, Iterator, List
 
 import pytest
 
+from helpers.procs import fill
+
 STUDY = "hostile"
 # what MLflow prints while it retries or fails, which must never reach the user
 NOISE = ("Traceback", "WARNING mlflow", "ERROR mlflow", "will be retried", "Retrying (Retry(", "internal error")
@@ -135,16 +137,6 @@ def http_server(kind: str) -> Iterator[str]:
 
 def remount(where: Path, mode: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{mode}", str(where)], check=True)
-
-
-def fill(folder: Path) -> None:
-    """Fill a file system to the last byte."""
-    with open(folder / "filler", "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-        except OSError:
-            pass
 
 
 # ------------------------------------------------------------------ 10: servers that are not there or not MLflow

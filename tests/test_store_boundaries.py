@@ -13,17 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers.procs import cogdistill, entries, finish, output, runs_by_kind, single_job, slow_env, start, wait_for
-
-
-def fill(folder: Path) -> None:
-    """Fill a file system to the last byte."""
-    with open(folder / "filler", "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-        except OSError:
-            pass
+from helpers.procs import cogdistill, entries, fill, finish, output, runs_by_kind, single_job, slow_env, start, wait_for
 
 
 def one_error_line(proc, *needles):

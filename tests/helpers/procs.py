@@ -157,3 +157,13 @@ def cache_entries(cache: Path) -> int:
     for path in entries:
         json.loads(path.read_text())
     return len(entries)
+
+
+def fill(folder: Path) -> None:
+    """Fill a file system to the last byte."""
+    with open(folder / "filler", "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError:
+            pass
