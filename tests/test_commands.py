@@ -27,8 +27,9 @@ def test_cogdistill_composes_and_refuses_like_python_m(isolated_env):
 
 
 @pytest.mark.parametrize("name, usage", [("cogdistill-report", "--experiment"),
-                                         ("cogdistill-train", "mode=sft|rl base=<model>")])
-def test_report_and_train_commands_answer_help(isolated_env, name, usage):
+                                         ("cogdistill-train", "mode=sft|rl base=<model>"),
+                                         ("cogdistill-export", "to=inspect|lm-eval")])
+def test_report_train_and_export_commands_answer_help(isolated_env, name, usage):
     proc = command(name, "--help", cwd=isolated_env)
     assert proc.returncode == 0 and usage in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
 
@@ -36,3 +37,8 @@ def test_report_and_train_commands_answer_help(isolated_env, name, usage):
 def test_train_command_refuses_bad_input_with_exit_2(isolated_env):
     proc = command("cogdistill-train", "mode=sft", cwd=isolated_env)
     assert proc.returncode == 2 and "missing mandatory value: base" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_export_command_refuses_bad_input_with_exit_2(isolated_env):
+    proc = command("cogdistill-export", "task=game-of-24", "to=inspekt", cwd=isolated_env)
+    assert proc.returncode == 2 and "to=inspekt" in proc.stdout and "Did you mean 'inspect'?" in proc.stdout

@@ -95,7 +95,8 @@ def test_sft_student_trains_registers_logs_and_is_evaluated_on_heldout_items(iso
     from mlflow import MlflowClient
     from transformers import AutoModelForCausalLM
 
-    from cogdistill.train.run import compose_main, composed, run_training
+    from cogdistill.config.compose import compose_main, composed
+    from cogdistill.train.run import run_training
 
     overrides = main_overrides(teacher_conf, mult_mirror)
     run_job(compose(overrides + ["model=tiny-teacher"]))  # the teacher's traces, every item
@@ -165,7 +166,8 @@ def test_closed_loop_with_the_real_demo_models(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
     from helpers.data import real_mirror
-    from cogdistill.train.run import compose_main, run_training
+    from cogdistill.config.compose import compose_main
+    from cogdistill.train.run import run_training
 
     if real_mirror() is None:
         pytest.skip("real human data mirror absent")
@@ -178,7 +180,7 @@ def test_closed_loop_with_the_real_demo_models(tmp_path, monkeypatch):
              "analysis.bootstrap=200"]
     reg = tmp_path / "conf"
     with_traces = small + ["model=demo-qwen25-coder-0.5b", "task.multiplication.items_split=train"]
-    from cogdistill.train.run import composed
+    from cogdistill.config.compose import composed
 
     with composed(with_traces) as cfg:
         run_job(cfg)

@@ -175,7 +175,17 @@ class OpenAIEngineConfig:
 @dataclass
 class ReplayEngineConfig:
     name: str = "replay"
-    path: Optional[str] = None  # a parquet or JSONL file of trace records (docs: Models and engines, "Replay")
+    # a parquet or JSONL file of trace records (docs: Models and engines, "Replay"); `{task}` in it is each
+    # task's name (one file per task), `${model.name}` Hydra's own interpolation (one file per model)
+    path: Optional[str] = None
+    # or a harness's log (docs: Harness logs): auto tells them apart; else a cogdistill.registry.LOG_FORMATS name
+    format: str = "auto"
+    # how a harness log's samples find the task's items: `id` (the log's item id, or id_field / id_map) or
+    # `prompt` (the prompt text, whitespace and case normalised)
+    match: str = "id"
+    id_field: Optional[str] = None  # the log field that holds our item id, dotted (metadata.puzzle, doc.item_id)
+    id_map: Optional[str] = None  # a CSV file with columns log_id,item_id: the log's ids -> the task's
+    log_model: Optional[str] = None  # of a log that holds several models' samples (batch files), the one to read
 
 
 @dataclass

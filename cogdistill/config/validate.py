@@ -19,10 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from cogdistill.config.schema import (
     CONF_DIR, MAX_SAMPLES, MAX_TOKENS_LIMIT, AnalysisConfig, Config, ConfigError, DataConfig, EffortConfig,
-    OpenAIEngineConfig, Role, SamplingConfig, TransformersEngineConfig,
+    OpenAIEngineConfig, ReplayEngineConfig, Role, SamplingConfig, TransformersEngineConfig,
     VllmEngineConfig, available, did_you_mean, model_file, plausible_rt_problem,
 )
-from cogdistill.registry import ENGINES, MEASURES, PROTOCOLS, SCORERS, TASK_KINDS, engine_settings_schemas
+from cogdistill.registry import ENGINES, LOG_FORMATS, MEASURES, PROTOCOLS, SCORERS, TASK_KINDS, engine_settings_schemas
 
 # engine name -> settings schema (`auto` included), as the registry's engine specs give them
 ENGINE_SCHEMAS: Dict[str, type] = engine_settings_schemas()
@@ -240,6 +240,21 @@ def check_engine_secrets(job: Config, src: Path) -> None:
                               "engine.api_key_env=MY_API_KEY).")
 
 
+def check_replay_settings(engine: ReplayEngineConfig) -> None:
+    formats = ["auto", *LOG_FORMATS.names()]
+    if engine.format not in formats:
+        raise ConfigError(f"engine.format={engine.format}: use one of {', '.join(formats)} (auto tells them apart "
+                          "by file)." + did_you_mean(engine.format, formats))
+    if engine.match not in ("id", "prompt"):
+        raise ConfigError(f"engine.match={engine.match}: use id (the log's item ids, or engine.id_field / "
+                          "engine.id_map) or prompt (the prompt text)." + did_you_mean(engine.match, ["id", "prompt"]))
+    if engine.match == "prompt" and (engine.id_field or engine.id_map):
+        raise ConfigError("engine.match=prompt matches by the prompt text: drop engine.id_field / engine.id_map, "
+                          "or use engine.match=id.")
+    if engine.id_field and engine.id_map:
+        raise ConfigError("engine.id_field and engine.id_map both say where item ids come from: give one of them.")
+
+
 def config_warnings(job: Config) -> List[str]:
     """Settings that are valid but have no effect, for the command line to print before running."""
     notes = []
@@ -297,6 +312,8 @@ def validate(cfg: DictConfig) -> Config:
                           "e.g. \"</think>\").")
     if isinstance(job.engine, OpenAIEngineConfig):
         check_openai_settings(vars(job.engine), "engine.")
+    if isinstance(job.engine, ReplayEngineConfig):
+        check_replay_settings(job.engine)
     check_openai_settings(dict(model.engine_kwargs.get("openai", {})), f"{src}: engine_kwargs.openai.")
     check_engine_secrets(job, src)
     if not job.task:

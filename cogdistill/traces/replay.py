@@ -22,19 +22,21 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import polars as pl
 
-from cogdistill.config.schema import MAX_SAMPLES, MAX_TOKENS_LIMIT, ModelConfig
+from cogdistill.config.schema import MAX_SAMPLES, MAX_TOKENS_LIMIT, ModelConfig, ReplayEngineConfig
 from cogdistill.engines.base import Generation, Tokenizer
 from cogdistill.errors import CogdistillError
 from cogdistill.tasks.load import Task
 from cogdistill.tasks.scorers import Scored
 from cogdistill.engines.protocols import EffortPlan, protocol_for
+from cogdistill.traces.logs.base import MAX_LINE_BYTES, MAX_TEXT_CHARS, UNKNOWN as UNKNOWN_FINISH, bounded_lines
+from cogdistill.traces.logs.convert import import_log
+from cogdistill.traces.logs.detect import detect
+from cogdistill.traces.logs.read import read_log
 from cogdistill.traces.records import (FAILED, TRACE_SCHEMA, censoring, count_tolerance, failed_row, failure_reason,
                                        trace_row, traces_frame)
 
 COST_SOURCES = "`reasoning_tokens` + `answer_tokens`, or `reasoning_text` + `answer_text`, or `text`"
 KNOWN_COLUMNS = set(TRACE_SCHEMA) | {"text"}
-MAX_TEXT_CHARS = 8 * 2 ** 20  # per text field: what the openai engine's 8 MiB answer cap lets through
-MAX_LINE_BYTES = 64 * 2 ** 20  # per JSON line: several texts at their cap, JSON-escaped
 TEXT_COLUMNS = ("prompt", "reasoning_text", "answer_text", "text", "extracted_answer")
 COUNT_COLUMNS = ("reasoning_tokens", "answer_tokens", "total_tokens")
 Records = List[Tuple[str, Dict[str, Any]]]  # ("line 3" / "row 3", record)
@@ -73,15 +75,27 @@ class LazyTokenizer:
 
 
 def load_traces(path: Path, task: Task, model: ModelConfig, tokenizer: Optional[Tokenizer],
-                label: Optional[str] = None, effort: Optional[EffortPlan] = None) -> Tuple[pl.DataFrame, List[str]]:
+                label: Optional[str] = None, effort: Optional[EffortPlan] = None,
+                settings: Optional[ReplayEngineConfig] = None) -> Tuple[pl.DataFrame, List[str]]:
     """The file's records for this task and model as a TRACE_SCHEMA frame, plus warnings. label: the
     model's name in the job (`<config>:<effort>` under an effort level), which the records name;
-    effort: the job's effort plan, whose budget the records' reasoning must keep to."""
+    effort: the job's effort plan, whose budget the records' reasoning must keep to; settings: the
+    engine's (a harness log's format and how its samples match the task's items)."""
     label = label or model.name
+    settings = settings or ReplayEngineConfig()
     file = _locate(path)
     task_fix = "select one of them with task=[...], or correct the file's `task` column."
     model_fix = f"run with model=<one of them>, or set `model` to '{label}' in the file."
-    if file.suffix.lower() == ".parquet":
+    fmt = settings.format if settings.format != "auto" else detect(file)
+    imported = None
+    if fmt != "records":
+        imported = import_log(read_log(file, fmt), task, settings, label)
+        records = imported.records
+        columns = list(dict.fromkeys(k for _, rec in records for k in rec))
+    elif file.is_dir():
+        raise ReplayError(f"replay trace file {file} is a folder; point engine.path at a .parquet or .jsonl file "
+                          "(engine.format=records reads no folders).")
+    elif file.suffix.lower() == ".parquet":
         # one file holds every job's records: select this task and model in polars, before any row
         # becomes a Python dict (a 16x sweep otherwise converts 256k rows for each of its 160 tasks)
         frame = _read_parquet(file)
@@ -96,7 +110,7 @@ def load_traces(path: Path, task: Task, model: ModelConfig, tokenizer: Optional[
         _require_columns(file, columns)
         records = _select(file, records, "task", task.name, task_fix)
         records = _select(file, records, "model", label, model_fix)
-    warnings: List[str] = []
+    warnings: List[str] = [imported.summary, *imported.warnings] if imported else []
     ignored = [c for c in columns if c not in KNOWN_COLUMNS]
     if ignored:
         warnings.append(f"{file}: ignored column(s) {ignored} (not trace record fields).")
@@ -135,7 +149,7 @@ def load_traces(path: Path, task: Task, model: ModelConfig, tokenizer: Optional[
         try:
             row = _costs(file, where, rec, model, tokenizer, lambda text, t=target: task.score(text, t))
         except TokenizerUnavailable as exc:
-            raise _uncounted(file, records, exc) from exc
+            raise _uncounted(file, records, exc, imported is not None) from exc
         except ReplayError:
             raise
         except Exception as exc:  # noqa: BLE001 - a record the scorer or the split cannot handle: name it
@@ -168,11 +182,23 @@ def load_traces(path: Path, task: Task, model: ModelConfig, tokenizer: Optional[
     return traces_frame(rows).sort("item_id", "sample_idx"), warnings
 
 
-def _uncounted(file: Path, records: Records, cause: Exception) -> ReplayError:
+def _count(file: Path, where: str, tokenizer: Optional[Tokenizer], text: str) -> int:
+    if tokenizer is None:
+        raise ReplayError(f"{file}: {where} needs its answer counted, and no tokenizer was given: add "
+                          "`answer_tokens`, or use a model config whose tokenizer loads.")
+    return len(tokenizer.encode(text, add_special_tokens=False)) if text else 0
+
+
+def _uncounted(file: Path, records: Records, cause: Exception, log: bool = False) -> ReplayError:
     """Which records need a tokenizer, and the two ways out."""
     uncounted = [where for where, rec in records
                  if rec.get("reasoning_tokens") is None or rec.get("answer_tokens") is None]
     shown = ", ".join(uncounted[:5]) + (f" and {len(uncounted) - 5} more" if len(uncounted) > 5 else "")
+    if log:
+        return ReplayError(
+            f"{file}: {len(uncounted)} of {len(records)} logged sample(s) carry texts without the provider's counts "
+            f"({shown}), and {cause}. Point the model config's `weights` at a folder holding the tokenizer of the "
+            "model that wrote the log (weights.source: local), or log the provider's usage (reasoning tokens).")
     return ReplayError(
         f"{file}: {len(uncounted)} of {len(records)} record(s) carry texts without token counts ({shown}), and "
         f"{cause}. Add `reasoning_tokens` and `answer_tokens` to those records (then no tokenizer is needed and "
@@ -184,6 +210,11 @@ def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, toke
            score: Callable[[str], Scored]) -> Dict[str, Any]:
     """The per-generation fields of one record (as trace_row returns them), given values first."""
     finish = _text(file, where, rec, "finish_reason") or "stop"
+    # a harness that logs no finish reason (lm-eval): a reasoning block that never closed was cut (censored);
+    # for a model without one nothing tells a cut, and the record counts as stopped
+    unknown = finish == UNKNOWN_FINISH
+    if unknown:
+        finish = "length" if protocol_for(model).name != "plain" else "stop"
     prompt_tokens = _natural(file, where, rec, "prompt_tokens")
     latency = rec.get("latency_s")
     if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float))
@@ -197,14 +228,29 @@ def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, toke
         return {**failed_row(gen, _text(file, where, rec, "failure") or "failed where it was generated"),
                 "effort": _text(file, where, rec, "effort")}
     split_given = True  # False only for a raw `text`, which trace_row splits itself
-    if rec.get("reasoning_tokens") is not None and rec.get("answer_tokens") is not None:
-        r_tok, a_tok = _natural(file, where, rec, "reasoning_tokens"), _natural(file, where, rec, "answer_tokens")
+
+    def given(r_tok: int, a_tok: int) -> Dict[str, Any]:
         row = {"reasoning_text": reasoning, "answer_text": answer, "reasoning_tokens": r_tok,
                "answer_tokens": a_tok, "total_tokens": r_tok + a_tok, "prompt_tokens": prompt_tokens,
                "finish_reason": finish, "extracted_answer": None, "correct": None, "latency_s": latency}
         if answer is not None:  # scored as trace_row scores: an empty answer is wrong
             scored = score(answer) if answer.strip() else Scored(None, None, False)
             row.update(extracted_answer=scored.answer, correct=scored.correct)
+        return row
+
+    given_total = _natural(file, where, rec, "total_tokens")
+    if rec.get("reasoning_tokens") is not None and rec.get("answer_tokens") is not None:
+        row = given(_natural(file, where, rec, "reasoning_tokens"), _natural(file, where, rec, "answer_tokens"))
+    elif rec.get("reasoning_tokens") is not None and answer is not None:  # a provider's reasoning count, our answer's
+        row = given(_natural(file, where, rec, "reasoning_tokens"), _count(file, where, tokenizer, answer))
+    elif given_total is not None and answer is not None and reasoning is None and raw is None:
+        # a harness log with only the provider's output count: the reasoning is what the answer leaves of it
+        a_tok = _count(file, where, tokenizer, answer)
+        if a_tok > given_total:
+            raise ReplayError(f"{file}: {where}: the answer counts {a_tok} tokens with the model's tokenizer, more "
+                              f"than the {given_total} output tokens given: the counts are not of this model's "
+                              "tokenizer; give the reasoning text or its count instead.")
+        row = given(given_total - a_tok, a_tok)
     elif reasoning is not None or answer is not None or raw is not None:
         if tokenizer is None:
             raise ReplayError(
@@ -222,6 +268,8 @@ def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, toke
     if split_given:  # the one censoring rule, "closed" read off the given split (trace_row assumes it)
         closed = row["answer_tokens"] > 0 or bool(model.think_end and model.think_end in (row["reasoning_text"] or ""))
         row["finish_reason"], row["censored"] = censoring(finish, closed=closed, think_end=model.think_end)
+    if unknown and not row["censored"]:
+        row["finish_reason"] = "stop"
     for field in ("censored", "correct", "token_count_mismatch"):
         value = rec.get(field)
         if value is not None and not isinstance(value, bool):
@@ -261,9 +309,9 @@ def _locate(path: Optional[Path]) -> Path:
     if not file.exists():
         raise ReplayError(f"replay trace file {file} does not exist (engine.path={path}; relative paths are "
                           f"resolved against the working directory {Path.cwd()}).")
-    if not file.is_file():
+    if not file.is_file() and not (file / "scenario_state.json").is_file():  # the one folder read: a HELM run
         raise ReplayError(f"replay trace file {file} is not a regular file; point engine.path at a "
-                          ".parquet or .jsonl file.")
+                          ".parquet or .jsonl file, a harness log, or a HELM run folder (scenario_state.json).")
     return file
 
 
@@ -300,23 +348,18 @@ def _read(file: Path) -> Tuple[Records, List[str]]:
 def _lines(file: Path):
     """(line number, text) of a JSON Lines file, one line at a time: a line longer than
     MAX_LINE_BYTES is refused after reading that much of it, never held whole."""
+    def too_long(n: int) -> ReplayError:
+        return ReplayError(
+            f"{file}: line {n} is longer than {MAX_LINE_BYTES // 2 ** 20} MiB; a record's texts hold at "
+            f"most {MAX_TEXT_CHARS:,} characters each (a live answer is capped at 8 MiB): this is no "
+            "generation's record. Check how the file was written.")
+
     try:
-        with open(file, "rb") as fh:
-            n = 0
-            while True:
-                raw = fh.readline(MAX_LINE_BYTES + 1)
-                if not raw:
-                    return
-                n += 1
-                if len(raw) > MAX_LINE_BYTES:
-                    raise ReplayError(
-                        f"{file}: line {n} is longer than {MAX_LINE_BYTES // 2 ** 20} MiB; a record's texts hold at "
-                        f"most {MAX_TEXT_CHARS:,} characters each (a live answer is capped at 8 MiB): this is no "
-                        "generation's record. Check how the file was written.")
-                try:
-                    yield n, raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise ReplayError(f"{file}: line {n} is not UTF-8 text ({exc}).") from exc
+        for n, raw in bounded_lines(file, MAX_LINE_BYTES, too_long):
+            try:
+                yield n, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ReplayError(f"{file}: line {n} is not UTF-8 text ({exc}).") from exc
     except OSError as exc:
         raise ReplayError(f"{file}: cannot be read ({exc}).") from exc
 

@@ -26,7 +26,7 @@ import polars as pl
 from rich.markup import escape
 from rich.progress import Progress
 
-from cogdistill.config.schema import Config, SamplingConfig
+from cogdistill.config.schema import Config, ReplayEngineConfig, SamplingConfig
 from cogdistill.console import console
 from cogdistill.engines.base import Engine, Generation, Request
 from cogdistill.engines.factory import create_engine
@@ -290,21 +290,25 @@ class GeneratedTraces:
 
 
 class ReplayedTraces:
-    def __init__(self, engine: str, engine_version: str, job: Config, weights: ResolvedWeights, path: Optional[str],
+    def __init__(self, engine: str, engine_version: str, job: Config, weights: ResolvedWeights, settings: Any,
                  plan: Optional[EffortPlan] = None, label: Optional[str] = None):
         from cogdistill.traces.replay import LazyTokenizer
 
         self.engine, self.engine_version, self.stats = engine, engine_version, SourceStats()
-        self._job, self._path = job, Path(path) if path else None
+        path = getattr(settings, "path", None)
+        self._job, self._path, self._settings = job, Path(path) if path else None, settings
         self._plan, self._label = plan or EffortPlan(), label or job.model.name
         self._tokenizer = LazyTokenizer(lambda: ModelTokenizer(job.model, weights), job.model.name)
 
     def traces(self, task: Task, progress: Progress) -> pl.DataFrame:
         from cogdistill.traces.replay import load_traces
 
-        traces, warnings = load_traces(self._path, task, self._job.model, self._tokenizer, self._label, self._plan)
+        # `{task}` in the path: one file per task (a harness writes one log per task)
+        path = Path(str(self._path).replace("{task}", task.name)) if self._path else None
+        traces, warnings = load_traces(path, task, self._job.model, self._tokenizer, self._label, self._plan,
+                                       self._settings if isinstance(self._settings, ReplayEngineConfig) else None)
         for warning in warnings:
-            console.print(f"[yellow]replay: {warning}[/]", soft_wrap=True)
+            console.print(f"[yellow]replay: {escape(warning)}[/]", soft_wrap=True)
         return traces.with_columns(pl.col("effort").fill_null(self._plan.effort))
 
     def close(self) -> None:
@@ -317,7 +321,7 @@ def open_source(engine: str, engine_version: str, job: Config, weights: Resolved
     """The trace source the engine's registry spec names (generate or replay)."""
     kind = ENGINES.spec(engine).source
     if kind == "replay":
-        return ReplayedTraces(engine, engine_version, job, weights, getattr(settings, "path", None), plan, label)
+        return ReplayedTraces(engine, engine_version, job, weights, settings, plan, label)
     if kind == "generate":
         return GeneratedTraces(engine, engine_version, job, weights, settings, max_tokens, cache_root, plan, label)
     raise ValueError(f"engine '{engine}' yields no traces (source {kind!r})")

@@ -6,15 +6,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional
-
-from omegaconf import DictConfig
+from typing import List, Optional
 
 from cogdistill.config.schema import CONF_DIR, Config, ConfigError, cache_dir
-from cogdistill.config.validate import register_schemas, validate
+from cogdistill.config.compose import compose_main
 from cogdistill.console import console
 from cogdistill.tasks.load import load_task
 from cogdistill.train.settings import TrainConfig, check_settings
@@ -33,29 +30,6 @@ class Trained:
     weights_path: Path
     run_id: Optional[str]
     n_examples: int
-
-
-@contextmanager
-def composed(overrides: List[str]) -> Iterator[DictConfig]:
-    """The main config (conf/config.yaml) with these overrides, with Hydra's own config set meanwhile
-    as under `python -m cogdistill`, so hydra.searchpath folders count for model links."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
-    register_schemas()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        HydraConfig.instance().set_config(compose("config", overrides, return_hydra_config=True))
-        try:
-            yield compose("config", overrides)
-        finally:
-            HydraConfig.instance().cfg = None
-
-
-def compose_main(overrides: List[str]) -> Config:
-    with composed(overrides) as cfg:
-        return validate(cfg)
 
 
 def with_searchpath(overrides: List[str], folder: Path) -> List[str]:
