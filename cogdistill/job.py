@@ -96,6 +96,8 @@ def _run_tasks(plan: JobPlan, source: TraceSource, run: JobRun, figures: Optiona
                   TimeElapsedColumn(), console=console, transient=False) as progress:
         for task in plan.tasks:
             traces = source.traces(task, progress)
+            if task.name in source.stats.imports:  # traces read from a harness log: what was matched, and how
+                run.log_params({run_format.task_param(task.name, "import"): source.stats.imports[task.name]})
             per_item = stats.item_costs(traces, task.items, plan.cost, analysis.censored)
             al = stats.alignment(task.name, per_item, traces, plan.cost, n_boot=analysis.bootstrap, ci=analysis.ci,
                                  seed=analysis.seed, censored=analysis.censored)

@@ -92,7 +92,10 @@ def json_copy(logs, tmp_path) -> tuple[Path, dict]:
 
 @pytest.mark.parametrize("fmt", ["eval", "json"])
 def test_reads_what_the_model_was_scripted_to_log(logs, fmt):
+    from cogdistill.traces.logs.detect import detect
+
     log = read(logs[fmt])
+    assert detect(logs[fmt]) == "inspect"  # engine.format=auto
     assert log.format == "inspect" and log.model == MODEL and log.notes == []
     assert sorted((s.log_id, s.sample_idx) for s in log.samples) == [(i, e) for i in IDS for e in (0, 1)]
     calls = defaultdict(set)

@@ -124,7 +124,10 @@ def test_export_writes_an_lm_eval_task_with_our_ids_prompts_and_targets(run):
 
 
 def test_round_trip_ids_prompts_targets_and_texts(run):
+    from cogdistill.traces.logs.detect import detect
+
     task, _, samples = run
+    assert detect(samples) == "lm-eval"  # engine.format=auto
     log = LOG_FORMATS.load("lm-eval")(samples)
     ids = task.items["item_id"].to_list()
     prompts = dict(zip(ids, task.prompts()))

@@ -66,6 +66,12 @@ def test_a_report_from_batch_logs_equals_the_report_from_the_same_trace_records(
 
     assert "openai-batch log of" in from_logs["stdout"] and "40 matched 40 of the 40 items" in from_logs["stdout"]
     assert "reasoning cost from provider (40)" in from_logs["stdout"]
+    import sqlite3  # each job run records its import (run format: task.<task>.import)
+
+    with sqlite3.connect(tmp_path / "a" / "store.db") as con:
+        params = con.execute("SELECT key, value FROM params WHERE key LIKE 'task.%.import'").fetchall()
+    assert len(params) == len(inputs.models) * len(inputs.tasks)
+    assert all("openai-batch log of" in value and "40 matched 40" in value for _, value in params)
     for key in ("alignment", "roles", "families"):
         assert from_logs[key] == from_records[key], key
     assert len(from_logs["alignment"]) == len(inputs.models) * len(inputs.tasks)

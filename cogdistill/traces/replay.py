@@ -76,11 +76,13 @@ class LazyTokenizer:
 
 def load_traces(path: Path, task: Task, model: ModelConfig, tokenizer: Optional[Tokenizer],
                 label: Optional[str] = None, effort: Optional[EffortPlan] = None,
-                settings: Optional[ReplayEngineConfig] = None) -> Tuple[pl.DataFrame, List[str]]:
+                settings: Optional[ReplayEngineConfig] = None,
+                on_import: Optional[Callable[[str], None]] = None) -> Tuple[pl.DataFrame, List[str]]:
     """The file's records for this task and model as a TRACE_SCHEMA frame, plus warnings. label: the
     model's name in the job (`<config>:<effort>` under an effort level), which the records name;
     effort: the job's effort plan, whose budget the records' reasoning must keep to; settings: the
-    engine's (a harness log's format and how its samples match the task's items)."""
+    engine's (a harness log's format and how its samples match the task's items); on_import: called
+    with a harness log's one-line import summary once every record is read."""
     label = label or model.name
     settings = settings or ReplayEngineConfig()
     file = _locate(path)
@@ -179,6 +181,8 @@ def load_traces(path: Path, task: Task, model: ModelConfig, tokenizer: Optional[
     if other_targets:
         warnings.append(f"{file}: {other_targets} record(s) give a `target` other than the task's; "
                         "the task's target is used.")
+    if imported is not None and on_import is not None:
+        on_import(imported.summary)
     return traces_frame(rows).sort("item_id", "sample_idx"), warnings
 
 

@@ -51,6 +51,8 @@ class SourceStats:
     generated_tokens: int = 0  # tokens of traces with at least one new generation
     cache_hits: int = 0
     cache_misses: int = 0
+    # task -> what a harness log's import read and matched, in one line (engine=replay on a log)
+    imports: Dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class TraceSource(Protocol):
@@ -306,7 +308,8 @@ class ReplayedTraces:
         # `{task}` in the path: one file per task (a harness writes one log per task)
         path = Path(str(self._path).replace("{task}", task.name)) if self._path else None
         traces, warnings = load_traces(path, task, self._job.model, self._tokenizer, self._label, self._plan,
-                                       self._settings if isinstance(self._settings, ReplayEngineConfig) else None)
+                                       self._settings if isinstance(self._settings, ReplayEngineConfig) else None,
+                                       on_import=lambda summary: self.stats.imports.__setitem__(task.name, summary))
         for warning in warnings:
             console.print(f"[yellow]replay: {escape(warning)}[/]", soft_wrap=True)
         return traces.with_columns(pl.col("effort").fill_null(self._plan.effort))

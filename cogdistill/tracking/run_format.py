@@ -130,7 +130,8 @@ TRAIN_SECONDS = "train_seconds"
 
 
 def task_param(task: str, what: str) -> str:
-    """`task.<task>.n_items` and `task.<task>.difficulty` (the human measure)."""
+    """`task.<task>.n_items`, `task.<task>.difficulty` (the human measure) and, for traces read from a
+    harness log, `task.<task>.import` (its one-line summary: the log, matched items, cost sources)."""
     return f"task.{task}.{what}"
 
 

@@ -61,9 +61,9 @@ def _head(path: Path, size: int = 4096) -> str:
 
 
 def _looks_like_inspect_json(path: Path) -> bool:
-    head = _head(path).lstrip()
-    # an Inspect log is one JSON object whose first keys are version, status, eval (inspect_ai.log)
-    return head.startswith("{") and '"eval"' in head and '"version"' in head
+    head = _head(path)
+    # an Inspect log is one JSON object whose first keys are version, status, eval (inspect_ai.log's EvalLog)
+    return re.match(r'\s*\{\s*"version"\s*:\s*\d', head) is not None and '"eval"' in head
 
 
 def _first_keys(path: Path) -> set:
