@@ -1,7 +1,7 @@
 """`cogdistill [overrides]` (or `python -m cogdistill`) runs one job; `-m` runs a sweep (docs: Getting started).
 
 How the command ends (exit codes, signals, one-line errors) is cogdistill/exits.py's business;
-a sweep's outcome is cogdistill/sweep.py's.
+a sweep's outcome is cogdistill/sweep/sweeper.py's.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ quiet_third_party()
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> dict:
-    from cogdistill.sweep import run_task
+    from cogdistill.sweep.sweeper import run_task
 
     return run_task(cfg)
 
@@ -37,12 +37,12 @@ def cli() -> None:
     # before Hydra: it would report these with exit code 1, no suggestion, and save them to .hydra/
     check_overrides(sys.argv[1:])
     main()
-    from cogdistill import sweep
+    from cogdistill.sweep import sweeper
 
-    if sweep.PENDING_ERROR is not None:
-        raise sweep.PENDING_ERROR
-    if sweep.LAST_RESULT is not None and sweep.LAST_RESULT.exit_code():
-        sys.exit(sweep.LAST_RESULT.exit_code())
+    if sweeper.PENDING_ERROR is not None:
+        raise sweeper.PENDING_ERROR
+    if sweeper.LAST_RESULT is not None and sweeper.LAST_RESULT.exit_code():
+        sys.exit(sweeper.LAST_RESULT.exit_code())
 
 
 def entry() -> None:

@@ -7,8 +7,9 @@ imports none of the modules that implement them, and a job imports only the engi
 kinds it uses. This module imports nothing of cogdistill but the config schemas, so every layer
 may ask it.
 
-Adding an engine: one `ENGINES.add(...)` line below (its class, settings schema, the package it
-needs and the distributions that identify it for the cache), its module, and conf/engine/<name>.yaml.
+Adding an engine: its settings class (a dataclass in cogdistill.config.schema), one `ENGINES.add(...)`
+line below (its class, that settings class, the package it needs and the distributions that identify
+it for the cache), its module, and conf/engine/<name>.yaml.
 """
 
 from __future__ import annotations
@@ -190,12 +191,21 @@ SECONDS_MEASURES: Tuple[str, ...] = tuple(name for name, spec in MEASURES.items(
 
 # --- reasoning protocols -------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """What a config check needs to know of a protocol without importing it."""
+    needs_think_end: bool = False  # the config must name the tag that closes the reasoning
+    needs_tokenizer: bool = True  # counting needs the weights' tokenizer (server_count: the server counts)
+
+
 # `protocol:` of a model config -> its class (cogdistill.engines.protocols): how reasoning is marked,
 # how effort reaches the model, how the output splits into reasoning and answer
-PROTOCOLS: Registry[None] = Registry("reasoning protocol")
-PROTOCOLS.add_targets({name: f"cogdistill.engines.protocols:{cls}" for name, cls in (
-    ("plain", "Plain"), ("think_tags", "ThinkTags"), ("qwen3", "Qwen3"), ("harmony", "Harmony"),
-    ("server_count", "ServerCount"))})
+PROTOCOLS: Registry[ProtocolSpec] = Registry("reasoning protocol")
+PROTOCOLS.add("plain", "cogdistill.engines.protocols:Plain", ProtocolSpec())
+PROTOCOLS.add("think_tags", "cogdistill.engines.protocols:ThinkTags", ProtocolSpec(needs_think_end=True))
+PROTOCOLS.add("qwen3", "cogdistill.engines.protocols:Qwen3", ProtocolSpec(needs_think_end=True))
+PROTOCOLS.add("harmony", "cogdistill.engines.protocols:Harmony", ProtocolSpec())
+PROTOCOLS.add("server_count", "cogdistill.engines.protocols:ServerCount", ProtocolSpec(needs_tokenizer=False))
 
 
 # --- harness logs --------------------------------------------------------------------------------
@@ -238,5 +248,5 @@ WEIGHT_SOURCES.add("local", "cogdistill.engines.weights:from_local")
 
 
 __all__ = ["Registry", "Entry", "UnknownName", "EngineSpec", "MeasureSpec", "ENGINES", "PROTOCOLS", "AUTO_ORDER",
-           "LOG_FORMATS", "LogFormatSpec", "EXPORTERS", "TASK_KINDS", "SCORERS", "MEASURES", "RT_MEASURES", "SECONDS_MEASURES", "WEIGHT_SOURCES",
+           "LOG_FORMATS", "LogFormatSpec", "ProtocolSpec", "EXPORTERS", "TASK_KINDS", "SCORERS", "MEASURES", "RT_MEASURES", "SECONDS_MEASURES", "WEIGHT_SOURCES",
            "engine_settings_schemas"]

@@ -8,6 +8,10 @@ import pytest
 from scipy import stats as ss
 
 from cogdistill.report import analyses as A
+from cogdistill.stats import dependent as D
+from cogdistill.stats import effects as EF
+from cogdistill.stats import fisher as F
+from cogdistill.stats import divergence as JS
 from cogdistill.report.study import MODEL_COLUMNS
 
 
@@ -51,17 +55,17 @@ def williams_reference(rxy, rvy, rxv, n):
 @pytest.mark.parametrize("r12,r13,r23,n", [(.50, .32, .65, 50), (.59, .31, .71, 30), (.80, .72, .89, 26),
                                            (-.2, .4, .1, 120)])
 def test_williams_t_matches_the_published_macro(r12, r13, r23, n):
-    t, p = A.williams_t(r12, r13, r23, n)
+    t, p = D.williams_t(r12, r13, r23, n)
     ref_t, ref_p = williams_reference(r12, r13, r23, n)
     assert t == pytest.approx(ref_t, rel=1e-12) and p == pytest.approx(ref_p, rel=1e-9)
 
 
 def test_williams_and_steiger_agree_at_large_n_and_are_antisymmetric():
-    t, _ = A.williams_t(.45, .30, .5, 2000)
-    z, _ = A.steiger_z(.45, .30, .5, 2000)
+    t, _ = D.williams_t(.45, .30, .5, 2000)
+    z, _ = D.steiger_z(.45, .30, .5, 2000)
     assert t == pytest.approx(z, rel=0.03)
-    assert A.williams_t(.30, .45, .5, 2000)[0] == pytest.approx(-t)
-    assert all(math.isnan(v) for v in A.williams_t(.3, .2, .1, 3))  # df = 0
+    assert D.williams_t(.30, .45, .5, 2000)[0] == pytest.approx(-t)
+    assert all(math.isnan(v) for v in D.williams_t(.3, .2, .1, 3))  # df = 0
 
 
 def test_williams_t_holds_its_size_under_the_null():
@@ -74,7 +78,7 @@ def test_williams_t_holds_its_size_under_the_null():
         a = 0.4 * h + 0.5 * shared + rng.standard_normal(n)
         b = 0.4 * h + 0.5 * shared + rng.standard_normal(n)
         r = np.corrcoef([h, a, b])
-        rejections += A.williams_t(r[0, 1], r[0, 2], r[1, 2], n)[1] < 0.05
+        rejections += D.williams_t(r[0, 1], r[0, 2], r[1, 2], n)[1] < 0.05
     assert 0.03 < rejections / sims < 0.075
 
 
@@ -97,9 +101,9 @@ def test_fisher_ci_is_a_t_interval_on_z():
     rs = [0.2, 0.5, 0.35, 0.6]
     z = np.arctanh(rs)
     half = ss.t.ppf(0.975, 3) * z.std(ddof=1) / 2
-    low, high = A.fisher_ci(rs + [float("nan")])
+    low, high = F.fisher_ci(rs + [float("nan")])
     assert (low, high) == pytest.approx((np.tanh(z.mean() - half), np.tanh(z.mean() + half)))
-    assert all(math.isnan(v) for v in A.fisher_ci([0.3]))
+    assert all(math.isnan(v) for v in F.fisher_ci([0.3]))
 
 
 def test_role_means_pool_cells_of_each_role():
@@ -117,12 +121,12 @@ def test_role_means_pool_cells_of_each_role():
 def test_paired_test_matches_scipy_and_drops_undefined_pairs():
     a = [0.1, 0.3, float("nan"), 0.2, 0.05, 0.4]
     b = [0.3, 0.35, 0.5, 0.45, 0.1, 0.38]
-    res = A.paired_test(a, b)
+    res = EF.paired_test(a, b)
     ref = ss.ttest_rel([0.1, 0.3, 0.2, 0.05, 0.4], [0.3, 0.35, 0.45, 0.1, 0.38])
     assert res["n_pairs"] == 5 and res["df"] == 4
     assert res["t"] == pytest.approx(ref.statistic) and res["p"] == pytest.approx(ref.pvalue)
     assert res["mean_diff"] == pytest.approx(np.mean([-0.2, -0.05, -0.25, -0.05, 0.02]))
-    assert A.paired_test([], [])["n_pairs"] == 0
+    assert EF.paired_test([], [])["n_pairs"] == 0
 
 
 def test_family_table_compares_student_with_teacher_and_base_and_tolerates_a_missing_base():
@@ -142,7 +146,7 @@ def test_family_table_compares_student_with_teacher_and_base_and_tolerates_a_mis
     assert row["r_student"] == pytest.approx(r["S"]) and row["r_teacher"] == pytest.approx(r["T"])
     assert row["delta_base"] == pytest.approx(r["S"] - r["B"])
     rab = ss.pearsonr(np.log1p(costs["S"]), np.log1p(costs["T"])).statistic
-    assert row["t_vs_teacher"] == pytest.approx(A.williams_t(r["S"], r["T"], rab, 40)[0])
+    assert row["t_vs_teacher"] == pytest.approx(D.williams_t(r["S"], r["T"], rab, 40)[0])
     assert row["p_vs_teacher"] < 0.01
 
 
@@ -154,7 +158,7 @@ def test_inflation_ratios_and_geometric_mean():
                            {"model": "B", "role": "base"}, {"model": "T", "role": "teacher"}])
     (row,) = A.inflation(A.per_item(traces, humans), models).iter_rows(named=True)
     assert row["vs_base"] == pytest.approx(2.0) and row["vs_teacher"] == pytest.approx(1.0)
-    assert A.geometric_mean([2.0, 8.0, None, float("nan")]) == pytest.approx(4.0)
+    assert EF.geometric_mean([2.0, 8.0, None, float("nan")]) == pytest.approx(4.0)
 
 
 def test_elasticity_recovers_a_power_law_and_skips_error_rates():
@@ -187,20 +191,20 @@ def test_js_divergence_matches_scipy_and_needs_no_smoothing_constant():
     q = np.array([0.0, 1.0, 1.0, 1.0])  # Q = (.25, .75)
     edges = np.array([0.0, 0.5, 1.0])
     ref = jensenshannon([0.5, 0.5], [0.25, 0.75], base=2) ** 2  # scipy returns the distance (sqrt of JSD)
-    assert A.js_divergence(p, q, edges) == pytest.approx(ref)
-    assert A.js_divergence(p, p) == pytest.approx(0.0)
-    assert A.js_divergence(np.ones(3), np.ones(3)) == 0.0
-    disjoint = A.js_divergence(np.zeros(10), np.ones(10), np.array([0.0, 0.5, 1.0]))
+    assert JS.js_divergence(p, q, edges) == pytest.approx(ref)
+    assert JS.js_divergence(p, p) == pytest.approx(0.0)
+    assert JS.js_divergence(np.ones(3), np.ones(3)) == 0.0
+    disjoint = JS.js_divergence(np.zeros(10), np.ones(10), np.array([0.0, 0.5, 1.0]))
     assert disjoint == pytest.approx(1.0)  # bounded: an empty bin is no division by zero
 
 
 def test_vectorised_js_resamples_equal_the_one_at_a_time_estimator():
     rng = np.random.default_rng(5)
     p, q = rng.lognormal(0, 0.5, 40), rng.lognormal(0.3, 0.7, 40)
-    edges = A.js_bins(np.concatenate([p, q]))
+    edges = JS.js_bins(np.concatenate([p, q]))
     idx = rng.integers(0, 40, size=(25, 40))
-    fast = A._js_rows(A._bin_index(p, edges)[idx], A._bin_index(q, edges)[idx], len(edges) - 1)
-    assert fast == pytest.approx([A.js_divergence(p[i], q[i], edges) for i in idx], abs=1e-12)
+    fast = JS._js_rows(JS._bin_index(p, edges)[idx], JS._bin_index(q, edges)[idx], len(edges) - 1)
+    assert fast == pytest.approx([JS.js_divergence(p[i], q[i], edges) for i in idx], abs=1e-12)
 
 
 def test_relative_effort_scales_by_the_teachers_mean_and_bootstraps_js():
@@ -277,8 +281,8 @@ def test_rsa_leaves_out_a_mostly_censored_model_instead_of_shrinking_everyone():
 def test_cohens_d_by_hand():
     a, b = np.array([2.0, 4.0, 6.0]), np.array([1.0, 2.0, 3.0])
     pooled = math.sqrt((2 * 4.0 + 2 * 1.0) / 4)
-    assert A.cohens_d(a, b) == pytest.approx(2.0 / pooled)
-    assert math.isnan(A.cohens_d(a[:1], b))
+    assert EF.cohens_d(a, b) == pytest.approx(2.0 / pooled)
+    assert math.isnan(EF.cohens_d(a[:1], b))
 
 
 def test_fixed_effects_premium_matches_a_dummy_regression_on_unbalanced_data():
@@ -316,10 +320,10 @@ def test_wrong_vs_right_raw_and_within_item_d():
     (row,) = A.wrong_vs_right(traces_frame(rows)).iter_rows(named=True)
     lw, lr = np.log1p([30, 300]), np.log1p([10, 100, 50])
     assert row["n_wrong"] == 2 and row["n_right"] == 3 and row["n_mixed_items"] == 2
-    assert row["d"] == pytest.approx(A.cohens_d(lw, lr))
+    assert row["d"] == pytest.approx(EF.cohens_d(lw, lr))
     centred_w = [np.log1p(30) - np.log1p([10, 30]).mean(), np.log1p(300) - np.log1p([100, 300]).mean()]
     centred_r = [np.log1p(10) - np.log1p([10, 30]).mean(), np.log1p(100) - np.log1p([100, 300]).mean()]
-    assert row["d_within_item"] == pytest.approx(A.cohens_d(np.array(centred_w), np.array(centred_r)))
+    assert row["d_within_item"] == pytest.approx(EF.cohens_d(np.array(centred_w), np.array(centred_r)))
 
 
 def test_correct_only_alignment_drops_items_never_right():

@@ -184,7 +184,7 @@ def test_broken_model_link_names_the_file_and_suggests(tmp_path):
 
 
 def test_unknown_engine_kwargs_key_names_the_model_file():
-    from cogdistill.job_plan import engine_settings
+    from cogdistill.job.plan import engine_settings
 
     job = validate(compose([]))
     job.model.engine_kwargs = {"transformers": {"batch_sise": 4}}
@@ -324,7 +324,7 @@ def test_a_one_item_task_runs_end_to_end_and_logs_a_nan_free_run(isolated_env, t
 
     from mlflow import MlflowClient
 
-    from cogdistill.job import run_job
+    from cogdistill.job.run import run_job
 
     data = write(tmp_path / "mirror" / "one.csv", "item_id,question,answer,human_rt_s\nq1,What is 2+2?,4,1.5\n")
     (tiny_conf / "task").mkdir()

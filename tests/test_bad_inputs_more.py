@@ -282,7 +282,7 @@ def test_a_cache_folder_that_is_a_file(tmp_path):
 def test_a_launcher_that_cannot_start_jobs_here_is_named_with_the_way_out():
     from types import SimpleNamespace
 
-    from cogdistill.sweep import LauncherError, launch
+    from cogdistill.sweep.sweeper import LauncherError, launch
 
     class NoCluster:
         def launch(self, batch, initial_job_idx):

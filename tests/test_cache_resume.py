@@ -8,7 +8,7 @@ import pytest
 
 from cogdistill.traces.cache import GenerationCache, generation_key
 from cogdistill.engines.base import Generation
-from cogdistill.job import run_job
+from cogdistill.job.run import run_job
 from helpers.config import compose, job_overrides
 
 

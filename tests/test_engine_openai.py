@@ -348,7 +348,7 @@ def test_a_hosted_model_gets_its_effort_and_its_reported_reasoning_is_the_cost(t
 
     from cogdistill.config.schema import Config, EffortConfig, SamplingConfig, TrackingConfig
     from cogdistill.engines.protocols import protocol_for
-    from cogdistill.job_plan import effort_settings
+    from cogdistill.job.plan import effort_settings
 
     cfg, weights, tok = tiny
     hosted = dataclasses.replace(cfg, protocol="server_count")

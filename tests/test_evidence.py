@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from cogdistill.report import analyses as A
+from cogdistill.stats import dependent as D
 from cogdistill.stats import correlation as stats
 from helpers.r import require_r
 
@@ -74,8 +75,8 @@ def test_williams_power_matches_a_simulation():
     rejected = 0
     for d in draws:
         r = np.corrcoef(d.T)
-        rejected += A.williams_t(r[0, 1], r[0, 2], r[1, 2], n)[1] < 0.05
-    assert A.williams_power(n, r_ab) == pytest.approx(rejected / sims, abs=0.04)
+        rejected += D.williams_t(r[0, 1], r[0, 2], r[1, 2], n)[1] < 0.05
+    assert D.williams_power(n, r_ab) == pytest.approx(rejected / sims, abs=0.04)
 
 
 def _cells_study(student_rs, base_rs, rl_rs, n=50, seed=0):

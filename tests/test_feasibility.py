@@ -1,4 +1,4 @@
-"""Issue 24: the sweep's feasibility check (cogdistill/feasibility.py, cogdistill/preflight.py) and
+"""Issue 24: the sweep's feasibility check (cogdistill/sweep/feasibility.py, cogdistill/sweep/preflight.py) and
 pinned hub revisions (cogdistill/engines/hub.py, weights.from_hub, the run's revision_sha)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from helpers.traces import IDS
 
 from cogdistill.config.schema import CONF_DIR, ModelConfig
 from cogdistill.engines.weights import resolve_weights
-from cogdistill.feasibility import estimate_job_resources
+from cogdistill.sweep.feasibility import estimate_job_resources
 
 REPO = CONF_DIR.parent
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -113,7 +113,7 @@ def test_a_job_logs_the_commit_its_floating_revision_stood_for(isolated_env, mul
                                                                capsys):
     from mlflow import MlflowClient
 
-    from cogdistill.job import run_job
+    from cogdistill.job.run import run_job
     from cogdistill.tracking import run_format as rf
 
     conf = tmp_path / "extra-conf"
@@ -235,9 +235,9 @@ def test_a_hub_log_line_appears_once_under_hydras_root_handler():
 
 def test_a_launchers_flat_allocation_is_checked_and_a_sized_one_is_trusted(monkeypatch, tmp_path):
     """hydra/launcher=slurm: gpus_per_node/mem_gb for every job (sizing.auto=false), or each job's own
-    size (sizing.auto, cogdistill/launcher.py): a tp=4 model is refused by the first, not the second."""
+    size (sizing.auto, cogdistill/sweep/launcher.py): a tp=4 model is refused by the first, not the second."""
     from cogdistill.config.validate import validate
-    from cogdistill.preflight import check_feasibility
+    from cogdistill.sweep.preflight import check_feasibility
 
     hub_env(monkeypatch, tmp_path, closed_port_url())
     model_dir = tmp_path / "weights"

@@ -67,7 +67,7 @@ def test_a_fully_cached_rerun_needs_no_tokenizer_and_logs_the_same_run(isolated_
     from mlflow.artifacts import download_artifacts
 
     import cogdistill.traces.source as source
-    from cogdistill.job import run_job
+    from cogdistill.job.run import run_job
 
     mirror, sha = mult_mirror
     run_job(compose(job_overrides(tiny_conf, mirror, sha)))

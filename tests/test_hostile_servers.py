@@ -518,7 +518,7 @@ def test_a_job_flags_counts_that_disagree_with_the_server_in_its_summary_and_met
     summary says so, and the job run logs how many traces disagree."""
     from mlflow import MlflowClient
 
-    from cogdistill.job import run_job
+    from cogdistill.job.run import run_job
     from helpers.config import compose, job_overrides
     from helpers.openai_server import FakeServer
 

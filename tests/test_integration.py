@@ -15,7 +15,7 @@ import pytest
 
 from cogdistill.config.schema import available
 from cogdistill.engines.factory import is_installed
-from cogdistill.job import run_job
+from cogdistill.job.run import run_job
 from helpers.config import compose
 from helpers.data import real_mirror
 

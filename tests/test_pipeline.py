@@ -8,7 +8,7 @@ import sys
 import polars as pl
 import pytest
 
-from cogdistill.job import run_job
+from cogdistill.job.run import run_job
 from helpers.config import compose, job_overrides
 from helpers.data import real_mirror
 

@@ -98,7 +98,7 @@ def test_harmony_effort_goes_into_the_system_message(harmony):
 
 
 def test_harmony_counts_channel_contents_not_headers(harmony):
-    from cogdistill.engines.tokenizer import _HarmonyTokenizer
+    from cogdistill.engines.protocols import HarmonyTokenizer as _HarmonyTokenizer
 
     tok = _HarmonyTokenizer()
     reasoning, answer = "Seven eights are fifty-six.", "The answer is 56."
@@ -131,7 +131,7 @@ def test_each_protocol_maps_effort_as_it_can():
     assert qwen3.plan(effort("none")).request_fields == {"chat_template_kwargs": {"enable_thinking": False}}
     assert qwen3.plan(effort("budget=64")).budget == 64
     harmony = protocol_for(model("harmony"))
-    assert harmony.plan(effort("medium")).harmony_effort == "medium"
+    assert harmony.plan(effort("medium")).prompt_level == "medium"
     assert harmony.plan(effort("medium")).request_fields == {"reasoning_effort": "medium"}
     assert protocol_for(model("server_count")).plan(effort("high")).request_fields == {"reasoning_effort": "high"}
     assert protocol_for(model("think_tags")).plan(effort("none")).budget == 0  # NoThinking: closed at once
@@ -279,7 +279,7 @@ def test_harmony_split_matches_vllms_harmony_parser(harmony, case):
     from vllm.parser.harmony import HarmonyParser
     from vllm.reasoning.gptoss_reasoning_parser import GptOssReasoningParser
 
-    from cogdistill.engines.tokenizer import _HarmonyTokenizer
+    from cogdistill.engines.protocols import HarmonyTokenizer as _HarmonyTokenizer
 
     class GptOssServing(HarmonyParser):  # what --reasoning-parser openai_gptoss selects
         reasoning_parser_cls = GptOssReasoningParser
@@ -304,7 +304,7 @@ def test_budget_forcing_in_harmony_closes_the_analysis_and_opens_the_final_chann
     answer on the final channel; effort=low reaches the system message."""
     from rich.progress import Progress
 
-    from cogdistill.engines.tokenizer import _HarmonyTokenizer
+    from cogdistill.engines.protocols import HarmonyTokenizer as _HarmonyTokenizer
     from cogdistill.traces import source
 
     m = model("harmony")

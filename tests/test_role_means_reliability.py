@@ -14,6 +14,7 @@ import pytest
 from scipy.optimize import brentq
 
 from cogdistill.report import analyses as A
+from cogdistill.stats import divergence as JS
 from cogdistill.stats import correlation as stats
 from cogdistill.stats.random_effects import random_effects_fisher_mean
 from cogdistill.stats.reliability import model_split_half, sample_halves, spearman_brown, unequal_halves
@@ -174,9 +175,9 @@ def small_pair():
 
 def exact_permutation_p(x, y) -> float:
     """All 2^14 swap patterns through js_divergence itself (histograms on the full sample's bins)."""
-    edges = A.js_bins(np.concatenate([x, y]))
-    observed = A.js_divergence(x, y, edges)
-    null = [A.js_divergence(np.where(s, y, x), np.where(s, x, y), edges)
+    edges = JS.js_bins(np.concatenate([x, y]))
+    observed = JS.js_divergence(x, y, edges)
+    null = [JS.js_divergence(np.where(s, y, x), np.where(s, x, y), edges)
             for s in itertools.product([False, True], repeat=x.size)]
     return float(np.mean(np.array(null) >= observed - 1e-12))
 
@@ -185,27 +186,27 @@ def test_permutation_p_converges_to_the_exact_p_with_the_stated_monte_carlo_erro
     x, y = small_pair()
     exact = exact_permutation_p(x, y)
     assert 0.03 < exact < 0.08
-    ps = np.array([A.js_permutation_p(x, y, seed=s) for s in range(120)])
-    b = A.JS_PERMUTATIONS
+    ps = np.array([JS.js_permutation_p(x, y, seed=s) for s in range(120)])
+    b = JS.JS_PERMUTATIONS
     assert b >= 2000
-    stated = A.permutation_mc_se(exact, b)
+    stated = JS.permutation_mc_se(exact, b)
     assert stated == pytest.approx(math.sqrt(exact * (1 - exact) / b))
     assert abs(ps.mean() - exact) < 4 * stated / math.sqrt(ps.size) + 1 / b  # (1 + count) / (1 + B): +1/B at most
     assert 0.75 * stated < ps.std(ddof=1) < 1.3 * stated, (ps.std(ddof=1), stated)
     # 200 permutations (before): about 3x the seed-to-seed spread
-    few = np.array([A.js_permutation_p(x, y, n_perm=200, seed=s) for s in range(120)])
+    few = np.array([JS.js_permutation_p(x, y, n_perm=200, seed=s) for s in range(120)])
     assert few.std(ddof=1) > 2.3 * ps.std(ddof=1)
 
 
 def test_the_permutation_null_is_js_divergence_of_the_swapped_samples():
     rng = np.random.default_rng(4)
     x, y = np.log1p(rng.lognormal(0, 0.5, 80)), np.log1p(rng.lognormal(0.1, 0.6, 80))
-    edges = A.js_bins(np.concatenate([x, y]))
+    edges = JS.js_bins(np.concatenate([x, y]))
     swap = rng.random((25, 80)) < 0.5
-    fast = A._js_swapped(A._bin_index(x, edges), A._bin_index(y, edges), len(edges) - 1, swap)
-    slow = [A.js_divergence(np.where(s, y, x), np.where(s, x, y), edges) for s in swap]
+    fast = JS._js_swapped(JS._bin_index(x, edges), JS._bin_index(y, edges), len(edges) - 1, swap)
+    slow = [JS.js_divergence(np.where(s, y, x), np.where(s, x, y), edges) for s in swap]
     assert fast == pytest.approx(slow, abs=1e-12)
-    assert math.isnan(A.permutation_mc_se(float("nan"), 2000)) and A.permutation_mc_se(1.0, 2000) == 0.0
+    assert math.isnan(JS.permutation_mc_se(float("nan"), 2000)) and JS.permutation_mc_se(1.0, 2000) == 0.0
 
 
 # --- the report: report.json, report.md, the figure ---------------------------------------------
@@ -228,12 +229,12 @@ def test_report_json_and_markdown_label_both_intervals_and_show_the_mc_error(bui
     effort = [e for e in data["relative_effort"] if e["js_p"] is not None]
     assert effort
     for e in effort:
-        assert e["js_n_perm"] == A.JS_PERMUTATIONS
+        assert e["js_n_perm"] == JS.JS_PERMUTATIONS
         assert e["js_p_mc_se"] == pytest.approx(math.sqrt(e["js_p"] * (1 - e["js_p"]) / e["js_n_perm"]))
     md = markdown(built, {})
     assert "weighted r, fixed-effect" in md and "weighted r, random-effects" in md
     table = md.split("## Relative effort per student x task")[1].split("\n## ")[0]
-    assert "| MC SE of p |" in table and f"{A.JS_PERMUTATIONS:,} random permutations" in table
+    assert "| MC SE of p |" in table and f"{JS.JS_PERMUTATIONS:,} random permutations" in table
     first = next(line for line in table.splitlines() if line.startswith(f"| {effort[0]['student']} "))
     assert f"{effort[0]['js_p_mc_se']:.4f}" in first
 

@@ -13,7 +13,7 @@ import pytest
 from helpers.config import compose, job_overrides
 from helpers.traces import IDS
 
-from cogdistill.job import run_job
+from cogdistill.job.run import run_job
 from cogdistill.tracking import run_format as rf
 
 REASONING = {item: f"Let me think about {item}. " * (1 + i) for i, item in enumerate(IDS)}
@@ -135,7 +135,7 @@ def test_sweep_parent_and_training_runs_carry_the_version(isolated_env, tiny_con
 
     from cogdistill.config.schema import TrackingConfig
     from cogdistill.config.validate import validate
-    from cogdistill.sweep import SweepParent, SweepResult
+    from cogdistill.sweep.sweeper import SweepParent, SweepResult
     from cogdistill.train.training_run import TrainRun
 
     sweep_dir = isolated_env / "sweep"

@@ -150,7 +150,7 @@ def test_a_job_that_raised_outside_the_task_is_one_line_not_submitits_traceback(
 
     from submitit.core.utils import FailedJobError
 
-    from cogdistill.launcher import slurm_return
+    from cogdistill.sweep.launcher import slurm_return
 
     trace = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n    import vllm\n"
              "ModuleNotFoundError: No module named 'vllm'\n")

@@ -243,7 +243,7 @@ def test_the_zoos_students_are_sized_from_their_model_files_not_one_flat_request
 
     from helpers.config import compose
 
-    from cogdistill.slurm_sizing import size_job
+    from cogdistill.sweep.slurm_sizing import size_job
 
     sizing = SimpleNamespace(tokens_per_s=1000.0, margin=1.5, cpus_per_gpu=8, mem_per_weight_gb=1.25,
                              min_timeout_min=30, max_timeout_min=2880, get=lambda key, default: default)
@@ -259,7 +259,7 @@ def test_the_zoos_students_are_sized_from_their_model_files_not_one_flat_request
 
 
 def test_sinfo_shapes_and_the_too_large_message():
-    from cogdistill.slurm_sizing import JobSize, NodeShape, parse_sinfo_line, too_large
+    from cogdistill.sweep.slurm_sizing import JobSize, NodeShape, parse_sinfo_line, too_large
 
     assert parse_sinfo_line("64|512000|gpu:a100:8(S:0-1)") == (8, 64, 500)
     assert parse_sinfo_line("16|65536|gpu:4") == (4, 16, 64)

@@ -75,7 +75,7 @@ def _run(status="RUNNING", owner="", heartbeat=None):
 
 
 def test_liveness_of_a_running_run():
-    from cogdistill.tracking.store import Lease, _owner
+    from cogdistill.tracking.leases import Lease, _owner
 
     host, now = socket.gethostname(), time.time()
     assert Lease.is_live(_run(owner=_owner()))  # this very process

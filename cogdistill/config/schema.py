@@ -63,7 +63,7 @@ class ModelConfig:
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     chat: bool = True  # False: plain completion prompt (base models without a chat template)
     system_prompt: Optional[str] = None
-    # how reasoning is marked in the output (cogdistill/engines/protocols.py, docs: Reasoning protocols):
+    # how reasoning is marked in the output (cogdistill/engines/protocols.py; docs: Reasoning protocols and effort):
     # think_tags | qwen3 | harmony | plain | server_count; null: think_tags with think_end, else plain
     protocol: Optional[str] = None
     # text the assistant's turn starts with, after the chat template (DeepSeek advises "<think>\n" for R1
@@ -78,7 +78,7 @@ class ModelConfig:
     license: Optional[str] = None
     notes: Optional[str] = None
     training_run: Optional[str] = None  # MLflow run id of the cogdistill.train run that made it
-    # billions of parameters, for the sweep's memory check (cogdistill.feasibility) when no config.json
+    # billions of parameters, for the sweep's memory check (cogdistill.sweep.feasibility) when no config.json
     # is cached; weights_gb: the checkpoint's size in memory where dtype x params_b is wrong (MXFP4, GGUF)
     params_b: Optional[float] = None
     weights_gb: Optional[float] = None
@@ -104,7 +104,7 @@ class DifficultyConfig:
 @dataclass
 class TaskConfig:
     name: str = MISSING
-    kind: str = MISSING  # item-table builder registered in cogdistill.tasks.load
+    kind: str = MISSING  # item-table builder registered in cogdistill.registry.TASK_KINDS
     sources: Dict[str, SourceConfig] = field(default_factory=dict)
     difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
     prompt: str = MISSING  # str.format template over the item table's columns
@@ -175,10 +175,10 @@ class OpenAIEngineConfig:
 @dataclass
 class ReplayEngineConfig:
     name: str = "replay"
-    # a parquet or JSONL file of trace records (docs: Models and engines, "Replay"); `{task}` in it is each
-    # task's name (one file per task), `${model.name}` Hydra's own interpolation (one file per model)
+    # a parquet or JSONL file of trace records (docs: Models and engines, "Replay: analysing traces produced
+    # elsewhere"); `{task}` in it is each task's name (one file per task), `${model.name}` Hydra's own interpolation (one file per model)
     path: Optional[str] = None
-    # or a harness's log (docs: Harness logs): auto tells them apart; else a cogdistill.registry.LOG_FORMATS name
+    # or a harness's log (docs: Bring your evaluation logs): auto tells them apart; else a cogdistill.registry.LOG_FORMATS name
     format: str = "auto"
     # how a harness log's samples find the task's items: `id` (the log's item id, or id_field / id_map) or
     # `prompt` (the prompt text, whitespace and case normalised)
@@ -246,7 +246,7 @@ class AnalysisConfig:
 
 @dataclass
 class SweepConfig:
-    # a job that cannot run here (weights absent, too little memory, too few GPUs: cogdistill.feasibility)
+    # a job that cannot run here (weights absent, too little memory, too few GPUs: cogdistill.sweep.feasibility)
     # stops the sweep before any job starts; true: run the others, list it on the parent run
     skip_infeasible: bool = False
 

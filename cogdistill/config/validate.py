@@ -307,7 +307,7 @@ def validate(cfg: DictConfig) -> Config:
     if model.protocol is not None and model.protocol not in PROTOCOLS:
         raise ConfigError(f"{src}: `protocol: {model.protocol}` is not a reasoning protocol; known: "
                           f"{PROTOCOLS.names()}." + did_you_mean(model.protocol, PROTOCOLS.names()))
-    if model.protocol in ("think_tags", "qwen3") and not model.think_end:
+    if model.protocol is not None and PROTOCOLS.spec(model.protocol).needs_think_end and not model.think_end:
         raise ConfigError(f"{src}: `protocol: {model.protocol}` needs `think_end:` (the tag that closes the reasoning, "
                           "e.g. \"</think>\").")
     if isinstance(job.engine, OpenAIEngineConfig):

@@ -2,7 +2,7 @@
 
 A job pins its weights by resolving `revision` (main, a tag) to a commit sha before it generates
 (cogdistill.engines.weights.from_hub), and the sweep's pre-flight asks once whether the hub answers
-(cogdistill.feasibility). Both ask with one request and a short deadline, never huggingface_hub's
+(cogdistill.sweep.feasibility). Both ask with one request and a short deadline, never huggingface_hub's
 five retries with back-off: on a machine without the hub, the answer "no" must come in seconds.
 """
 

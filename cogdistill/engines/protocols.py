@@ -33,7 +33,7 @@ class EffortPlan:
     thinking: bool = True  # False: no reasoning block (its cost is the visible response)
     template_kwargs: Dict[str, Any] = field(default_factory=dict)  # to the chat template (enable_thinking)
     request_fields: Dict[str, Any] = field(default_factory=dict)  # to a server (reasoning_effort, ...)
-    harmony_effort: Optional[str] = None  # harmony's system message `Reasoning: <level>`
+    prompt_level: Optional[str] = None  # a level the rendered prompt names itself (harmony: `Reasoning: <level>`)
     budget: Optional[int] = None  # thinking tokens before budget forcing closes the reasoning
 
 
@@ -63,7 +63,8 @@ def tokens_before(ids: Sequence[int], split: int, text: str, decode: Decode) -> 
 
 
 def answer_line_start(text: str, answer_start: Optional[int]) -> int:
-    """Without a close marker, the answer is the line holding the scorer's answer (docs: Traces)."""
+    """Without a close marker, the answer is the line holding the scorer's answer
+    (docs: Concepts, "What gets measured")."""
     return len(text) if answer_start is None else text.rfind("\n", 0, answer_start) + 1
 
 
@@ -77,13 +78,39 @@ def span_split(text: str, ids: Sequence[int], decode: Decode, r0: int, r1: int, 
 
 class Plain:
     """No reasoning block (instruct models): the visible response is the reasoning; the answer is
-    the line holding the scorer's answer."""
+    the line holding the scorer's answer.
+
+    Every difference between protocols is a method or attribute here, overridden below: no module
+    outside this one asks which protocol a model has."""
     name = "plain"
     levels: tuple = ()
     close_marker: Optional[str] = None  # the text (special tokens spelled out) that ends the reasoning
+    # the reasoning is apart from the answer (a block, a channel, or out of sight on a server): only a cut
+    # inside it censors a cost, and the reasoning tokens are the cost; else the whole response is both
+    separates_reasoning = False
 
     def __init__(self, model: ModelConfig):
         self.model = model
+
+    def render(self, prompt: str, plan: EffortPlan) -> Optional[str]:
+        """The prompt as the model sees it, when the protocol renders it itself; None: the model's chat
+        template does (engines/tokenizer.py)."""
+        return None
+
+    def tokenizer(self) -> Optional[Any]:
+        """The tokenizer the protocol counts with instead of the weights' own (None: the weights')."""
+        return None
+
+    def check_tokenizer(self, tok: Any, where: str) -> None:
+        """Refuse (ProtocolError) a tokenizer in which the protocol's markers cannot be read: every count
+        would be silently zero or wrong. where: the model config and weights, for the message."""
+
+    def check_generation(self, text: str, token_ids: Optional[Sequence[int]]) -> None:
+        """Refuse (ProtocolError) an output that cannot be split as this protocol's."""
+
+    def server_cost(self, split: Split, usage: Dict[str, Any], ids: Sequence[int]) -> Optional[tuple]:
+        """(split, total tokens, cost_source) when the reasoning cost is the server's count, not ours."""
+        return None
 
     def plan(self, effort: EffortConfig) -> EffortPlan:
         if effort.name != "default":
@@ -105,11 +132,25 @@ class ThinkTags(Plain):
     """`<think> ... </think>` then the answer; `<think>` may come from the chat template (R1-distill:
     the output holds only `</think>`) or from the model (QwQ, Qwen3, Phi-4-reasoning)."""
     name = "think_tags"
+    separates_reasoning = True
 
     def __init__(self, model: ModelConfig):
         super().__init__(model)
         self.start, self.end = model.think_start, model.think_end or "</think>"
         self.close_marker = self.end
+
+    def check_tokenizer(self, tok: Any, where: str) -> None:
+        """Think tags must be tokens or text that decoding keeps: the split finds them in the decoded text."""
+        for name, marker in (("think_start", self.model.think_start), ("think_end", self.end)):
+            if not marker or not marker.strip():
+                continue
+            back = tok.decode(tok.encode(marker, add_special_tokens=False), skip_special_tokens=True)
+            if marker.strip() not in back:
+                raise ProtocolError(
+                    f"conf/model/{self.model.name}.yaml: `{name}: {marker}` does not survive the tokenizer of model "
+                    f"'{self.model.name}' ({where}): it decodes to {back[:60]!r} (a special token that decoding "
+                    "drops, or text it cannot spell), so the reasoning could never be split from the answer. Set the "
+                    "tag these weights write, or the `protocol:` they speak (plain: no reasoning block).")
 
     def plan(self, effort: EffortConfig) -> EffortPlan:
         if effort.name == "default":
@@ -183,6 +224,15 @@ class ServerCount(Plain):
     `cost_source: server` in every trace and in the report; effort goes as `reasoning_effort`."""
     name = "server_count"
     levels = ("low", "medium", "high")
+    separates_reasoning = True
+
+    def server_cost(self, split: Split, usage: Dict[str, Any], ids: Sequence[int]) -> Optional[tuple]:
+        server = usage.get("reasoning_tokens")
+        if server is None:
+            raise ProtocolError("protocol server_count: the server returned no usage.completion_tokens_details."
+                                "reasoning_tokens; it does not report reasoning, so use protocol plain.")
+        return Split("", split.answer_text, int(server), split.answer_tokens, split.closed), int(server) + len(ids), \
+            "server"
 
     def plan(self, effort: EffortConfig) -> EffortPlan:
         if effort.name == "default":
@@ -206,12 +256,35 @@ class Harmony(Plain):
     name = "harmony"
     levels = ("low", "medium", "high")
     close_marker = "<|channel|>final"
+    separates_reasoning = True
+    SPECIAL = ("<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>")
+
+    def tokenizer(self) -> Any:
+        return HarmonyTokenizer()
+
+    def check_tokenizer(self, tok: Any, where: str) -> None:
+        """harmony's special tokens with harmony's ids: the output is parsed as o200k_harmony ids."""
+        enc = harmony_encoding()
+        missing = [t for t in self.SPECIAL
+                   if list(tok.encode(t, add_special_tokens=False)) != list(enc.encode(t, allowed_special="all"))]
+        if missing:
+            raise ProtocolError(
+                f"conf/model/{self.model.name}.yaml: model '{self.model.name}' has `protocol: harmony`, but the tokenizer "
+                f"of its weights ({where}) lacks harmony's special tokens {missing} (gpt-oss's o200k_harmony ids): its "
+                "output cannot be read as harmony, and every count would be zero. Set the `protocol:` these weights "
+                "speak (plain, think_tags, qwen3), or point the config at gpt-oss weights.")
+
+    def check_generation(self, text: str, token_ids: Optional[Sequence[int]]) -> None:
+        if token_ids is None:
+            raise ProtocolError("harmony output came as text without token ids, and its channel markers are special "
+                                "tokens the text has lost: start the server with `--reasoning-parser openai_gptoss` "
+                                "(it returns the analysis channel as reasoning) or set engine.request_token_ids=true.")
 
     def plan(self, effort: EffortConfig) -> EffortPlan:
         if effort.name == "default":
             return EffortPlan()
         if effort.level in self.levels:
-            return EffortPlan(effort=effort.name, harmony_effort=effort.level,
+            return EffortPlan(effort=effort.name, prompt_level=effort.level,
                               request_fields={"reasoning_effort": effort.level})
         if effort.budget is not None:
             return EffortPlan(effort=effort.name, budget=effort.budget)
@@ -222,8 +295,8 @@ class Harmony(Plain):
         from openai_harmony import Conversation, DeveloperContent, Message, ReasoningEffort, Role, SystemContent
 
         system = SystemContent.new()
-        if plan.harmony_effort:
-            system = system.with_reasoning_effort(ReasoningEffort(plan.harmony_effort.capitalize()))
+        if plan.prompt_level:
+            system = system.with_reasoning_effort(ReasoningEffort(plan.prompt_level.capitalize()))
         messages = [Message.from_role_and_content(Role.SYSTEM, system)]
         if self.model.system_prompt:
             messages.append(Message.from_role_and_content(
@@ -298,3 +371,21 @@ def harmony_encoding():
 
         _ENCODING = load_encoding()
     return _ENCODING
+
+
+class HarmonyTokenizer:
+    """The harmony encoding behind the tokenizer interface: special tokens in text (`<|end|>`) are
+    read as the special tokens they name, as gpt-oss's Hugging Face tokenizer reads them."""
+    chat_template = None
+
+    def __init__(self):
+        self._enc = harmony_encoding()
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> List[int]:
+        return list(self._enc.encode(text, allowed_special="all"))
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        ids = list(ids)
+        if skip_special_tokens:
+            ids = [i for i in ids if not self._enc.is_special_token(i)]
+        return self._enc.decode(ids)

@@ -12,7 +12,7 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence
 
 from cogdistill.config.schema import ModelConfig
 from cogdistill.errors import CogdistillError
-from cogdistill.engines.protocols import EffortPlan, ProtocolError, protocol_for, protocol_name
+from cogdistill.engines.protocols import EffortPlan, protocol_for
 from cogdistill.engines.weights import ResolvedWeights
 
 
@@ -54,52 +54,25 @@ def load_tokenizer(model: ModelConfig, weights: ResolvedWeights):
     return check_protocol_tokens(model, weights, tok)
 
 
-HARMONY_TOKENS = ("<|start|>", "<|channel|>", "<|message|>", "<|end|>", "<|return|>")
-
-
 def check_protocol_tokens(model: ModelConfig, weights: ResolvedWeights, tok: Any) -> Any:
-    """tok, when the model's protocol markers exist in it: harmony's special tokens with harmony's
-    ids (its output is parsed as o200k_harmony ids), think tags as tokens or text that decoding keeps
-    (the split finds them in the decoded text). Otherwise every count would be silently zero or
-    wrong, so the job is refused before any request (ProtocolError)."""
-    name, src = protocol_name(model), f"conf/model/{model.name}.yaml"
-    if name == "harmony":
-        from cogdistill.engines.protocols import harmony_encoding
-
-        enc = harmony_encoding()
-        missing = [t for t in HARMONY_TOKENS
-                   if list(tok.encode(t, add_special_tokens=False)) != list(enc.encode(t, allowed_special="all"))]
-        if missing:
-            raise ProtocolError(
-                f"{src}: model '{model.name}' has `protocol: harmony`, but the tokenizer of its weights "
-                f"({weights.path}) lacks harmony's special tokens {missing} (gpt-oss's o200k_harmony ids): its output "
-                "cannot be read as harmony, and every count would be zero. Set the `protocol:` these weights speak "
-                "(plain, think_tags, qwen3), or point the config at gpt-oss weights.")
-    elif name in ("think_tags", "qwen3"):
-        for field in ("think_start", "think_end"):
-            marker = getattr(model, field) or ("</think>" if field == "think_end" else None)
-            if not marker or not marker.strip():
-                continue
-            back = tok.decode(tok.encode(marker, add_special_tokens=False), skip_special_tokens=True)
-            if marker.strip() not in back:
-                raise ProtocolError(
-                    f"{src}: `{field}: {marker}` does not survive the tokenizer of model '{model.name}' "
-                    f"({weights.path}): it decodes to {back[:60]!r} (a special token that decoding drops, or text "
-                    "it cannot spell), so the reasoning could never be split from the answer. Set the tag these "
-                    "weights write, or the `protocol:` they speak (plain: no reasoning block).")
+    """tok, when the model's protocol markers exist in it (each protocol says what that takes:
+    Plain.check_tokenizer). Otherwise every count would be silently zero or wrong, so the job is
+    refused before any request (ProtocolError)."""
+    protocol_for(model).check_tokenizer(tok, str(weights.path))
     return tok
 
 
 class ModelTokenizer:
     """Renders a model's prompts the way its reasoning protocol and effort plan prescribe, and counts
-    with its vocabulary (harmony models: gpt-oss's o200k_harmony encoding, through openai-harmony)."""
+    with its vocabulary (or the protocol's own: harmony's o200k_harmony encoding, through openai-harmony)."""
 
     def __init__(self, model: ModelConfig, weights: ResolvedWeights, plan: Optional[EffortPlan] = None):
         self._model, self.plan = model, plan or EffortPlan()
         self.protocol = protocol_for(model)
-        if self.protocol.name == "harmony":
-            self.hf = _HarmonyTokenizer()
-            if Path(weights.path).is_dir():  # local weights: their tokenizer must be harmony's (no download here)
+        own = self.protocol.tokenizer()
+        if own is not None:  # the protocol counts with its own vocabulary (harmony's encoding)
+            self.hf = own
+            if Path(weights.path).is_dir():  # local weights: their tokenizer must be the protocol's (no download)
                 load_tokenizer(model, weights)
             return
         self.hf = load_tokenizer(model, weights)
@@ -111,8 +84,9 @@ class ModelTokenizer:
 
     def render(self, prompt: str) -> str:
         """The exact text the model sees."""
-        if self.protocol.name == "harmony":
-            return self.protocol.render(prompt, self.plan)  # type: ignore[attr-defined]
+        own = self.protocol.render(prompt, self.plan)
+        if own is not None:  # the protocol renders its own prompt (harmony)
+            return own
         if not self._model.chat:
             return prompt + (self._model.response_prefix or "")
         return self.hf.apply_chat_template(chat_messages(self._model, prompt), tokenize=False, add_generation_prompt=True,
@@ -123,26 +97,6 @@ class ModelTokenizer:
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
-
-
-class _HarmonyTokenizer:
-    """The harmony encoding behind the tokenizer interface: special tokens in text (`<|end|>`) are
-    read as the special tokens they name, as gpt-oss's Hugging Face tokenizer reads them."""
-    chat_template = None
-
-    def __init__(self):
-        from cogdistill.engines.protocols import harmony_encoding
-
-        self._enc = harmony_encoding()
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> List[int]:
-        return list(self._enc.encode(text, allowed_special="all"))
-
-    def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        ids = list(ids)
-        if skip_special_tokens:
-            ids = [i for i in ids if not self._enc.is_special_token(i)]
-        return self._enc.decode(ids)
 
 
 def eos_ids(value: Any) -> List[int]:

@@ -32,7 +32,7 @@ def cache_identity(engine: str, settings, served_by: str) -> str:
     """The engine part of a generation cache key: the library versions, or for a server, which
     server and API (two servers must not share cached generations)."""
     if engine == "openai":
-        from cogdistill.engines.openai_server import display_url
+        from cogdistill.engines.openai_transport import display_url
 
         return f"openai@{display_url(settings.base_url)}:{settings.api}:{settings.served_model or served_by}"
     return version_of(engine)

@@ -2,8 +2,8 @@
 
 Writes one of our tasks for another harness (cogdistill.registry.EXPORTERS): the same prompts, item
 ids and targets, so that any model that harness runs can be read back with engine=replay
-engine.path=<its log> (docs: Harness logs). out= defaults to exports/; any other key=value overrides the
-main config as for `python -m cogdistill` (data.mirror=, task.<name>.max_items=, task.<name>.ranks=...).
+engine.path=<its log> (docs: Bring your evaluation logs). out= defaults to exports/; any other key=value
+overrides the main config as for `python -m cogdistill` (data.mirror=, task.<name>.max_items=, task.<name>.ranks=...).
 """
 
 from __future__ import annotations

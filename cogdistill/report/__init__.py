@@ -1,7 +1,10 @@
-"""The comparison report: did distillation collapse alignment? (docs: "The report")
+"""The comparison report: did distillation collapse alignment? (docs: The comparison report)
 
     study.py      read traces, human difficulties and model roles (MLflow experiment or folder)
-    build.py      run every analysis of cogdistill.report.analyses over a study -> Report
+    catalogue.py  the analyses, one registered unit each (what it needs, compute, methods, sections, figures)
+    build.py      run the catalogue over a study -> Report
+    result.py     the Report (results by analysis name) and report.json's version 2 layout
+    analyses.py   what most analyses select and compute (the formulas are in cogdistill.stats)
     render.py     rich tables and report.md
     figures.py    the PNGs
     effort.py     the reasoning-effort section: alignment across a config's effort levels

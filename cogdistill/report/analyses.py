@@ -1,4 +1,4 @@
-"""Every comparison in the report, as pure functions over polars frames.
+"""Every comparison in the report: each selects its rows from the study and calls cogdistill.stats.
 
 Inputs (built by cogdistill.report.study):
 - `traces`: one row per model x task x item x sample: model, task, item_id, sample_idx, cost
@@ -14,19 +14,23 @@ Censoring (stats.CENSORED_POLICIES): `per_item` applies the policy; every analys
 reads its `cost_mean` (null for an item the policy dropped) or the traces `stats.censoring_filter`
 keeps, so one policy holds for r, inflation, inverse efficiency, JSD, RSA and the fixed effects.
 
-References: Williams' t and Steiger's z for dependent correlations sharing a variable
-(Steiger 1980, Psychol. Bull. 87:245); Fisher-z means; Cohen's d with pooled SD.
+The mathematics (Fisher z, Williams' t, the JS divergence's bootstrap and permutation test, Cohen's
+d, the regressions) is in cogdistill.stats, one function per quantity, with its reference tests.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import polars as pl
 
 from cogdistill.stats import correlation as stats
+from cogdistill.stats import fisher, regression
+from cogdistill.stats.dependent import williams_power, williams_t
+from cogdistill.stats.divergence import JS_PERMUTATIONS, MIN_EFFORT_ITEMS, effort_divergence
+from cogdistill.stats.effects import cohens_d, paired_test
 from cogdistill.tasks.item_table import RT_MEASURES
 
 NAN = float("nan")
@@ -152,22 +156,13 @@ def model_summary(alignment: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
         rt_tasks = items.filter((pl.col("model") == model) & pl.col("measure").is_in(list(RT_MEASURES)))
         per_task = {t: df for (t,), df in rt_tasks.partition_by("task", as_dict=True).items()}
         rows.append({"model": model, "n_tasks": cells.height, "r_mean": stats.plain_mean(rs),
-                     "r_mean_fisher": stats.fisher_mean(rs), "r_cross_task": stats.cross_task_r(per_task)})
+                     "r_mean_fisher": fisher.fisher_mean(rs), "r_cross_task": stats.cross_task_r(per_task)})
     return pl.DataFrame(rows, schema={"model": pl.Utf8, "n_tasks": pl.Int64, "r_mean": pl.Float64,
                                       "r_mean_fisher": pl.Float64, "r_cross_task": pl.Float64}).sort("model")
 
 
 # ---- 3. by role ------------------------------------------------------------------------------
 
-def fisher_ci(rs: Sequence[float], ci: float = 0.95) -> tuple[float, float]:
-    """t interval over Fisher-z transformed correlations, back-transformed (cells are the units)."""
-    from scipy.stats import t as t_dist
-
-    z = np.arctanh(np.clip([r for r in rs if np.isfinite(r)], -0.999999, 0.999999))
-    if z.size < 2:
-        return NAN, NAN
-    half = t_dist.ppf(0.5 + ci / 2, z.size - 1) * z.std(ddof=1) / math.sqrt(z.size)
-    return float(np.tanh(z.mean() - half)), float(np.tanh(z.mean() + half))
 
 
 def role_means(alignment: pl.DataFrame, models: pl.DataFrame, ci: float = 0.95) -> pl.DataFrame:
@@ -187,12 +182,12 @@ def role_means(alignment: pl.DataFrame, models: pl.DataFrame, ci: float = 0.95) 
     for (role,), cells in joined.partition_by("role", as_dict=True).items():
         defined = cells.filter(pl.col("r").is_not_null() & pl.col("r").is_not_nan())
         rs = defined["r"].to_list()
-        low, high = fisher_ci(rs, ci)
-        weighted = stats.weighted_fisher_mean(rs, defined["n_items"].to_list(), ci)
+        low, high = fisher.fisher_ci(rs, ci)
+        weighted = fisher.weighted_fisher_mean(rs, defined["n_items"].to_list(), ci)
         random = random_effects_fisher_mean(rs, defined["n_items"].to_list(), ci)
         rows.append({"role": role or "?", "n_models": cells["model"].n_unique(), "n_cells": len(rs),
                      "n_cells_undefined": cells.height - len(rs),
-                     "r_mean": stats.plain_mean(rs), "r_mean_fisher": stats.fisher_mean(rs),
+                     "r_mean": stats.plain_mean(rs), "r_mean_fisher": fisher.fisher_mean(rs),
                      "ci_low": low, "ci_high": high, "r_weighted": weighted["r"],
                      "weighted_ci_low": weighted["ci_low"], "weighted_ci_high": weighted["ci_high"],
                      "r_random": random["r"], "random_ci_low": random["ci_low"], "random_ci_high": random["ci_high"],
@@ -227,33 +222,8 @@ def precision_table(alignment: pl.DataFrame) -> pl.DataFrame:
 
 # ---- 4. collapse and negative transfer ---------------------------------------------------------
 
-def williams_t(r12: float, r13: float, r23: float, n: int) -> tuple[float, float]:
-    """Williams' t (df = n - 3) for H0: rho12 = rho13, where variables 2 and 3 are measured on the
-    same n units as variable 1 (here: 1 = human RT, 2 and 3 = two models' log costs)."""
-    from scipy.stats import t as t_dist
-
-    if n <= 3 or not all(np.isfinite([r12, r13, r23])):
-        return NAN, NAN
-    det = 1 - r12**2 - r13**2 - r23**2 + 2 * r12 * r13 * r23
-    rbar = (r12 + r13) / 2
-    denom = 2 * (n - 1) / (n - 3) * det + rbar**2 * (1 - r23) ** 3
-    if denom <= 0:
-        return NAN, NAN
-    t = (r12 - r13) * math.sqrt((n - 1) * (1 + r23) / denom)
-    return float(t), float(2 * t_dist.sf(abs(t), n - 3))
 
 
-def steiger_z(r12: float, r13: float, r23: float, n: int) -> tuple[float, float]:
-    """Steiger's (1980) z with the pooled correlation, for the same hypothesis as williams_t."""
-    from scipy.stats import norm
-
-    if n <= 3 or not all(np.isfinite([r12, r13, r23])):
-        return NAN, NAN
-    rbar = (r12 + r13) / 2
-    psi = r23 * (1 - 2 * rbar**2) - 0.5 * rbar**2 * (1 - 2 * rbar**2 - r23**2)
-    c = psi / (1 - rbar**2) ** 2
-    z = (math.atanh(r12) - math.atanh(r13)) * math.sqrt((n - 3) / (2 - 2 * c))
-    return float(z), float(2 * norm.sf(abs(z)))
 
 
 def compare_dependent(items: pl.DataFrame, task: str, model_a: str, model_b: str) -> Dict[str, Any]:
@@ -278,27 +248,8 @@ def compare_dependent(items: pl.DataFrame, task: str, model_a: str, model_b: str
             "power": williams_power(both.height, r_ab), "note": note}
 
 
-PAPER_TEACHER_R, PAPER_STUDENT_R = 0.64, 0.34  # Hu et al. (arXiv 2601.05019): the difference to detect
 
 
-def williams_power(n: int, r_ab: float, rho_a: float = PAPER_TEACHER_R, rho_b: float = PAPER_STUDENT_R,
-                   alpha: float = 0.05) -> float:
-    """Power of the two-sided test of rho_a = rho_b on n shared items when the truth is rho_a vs
-    rho_b (the paper's teacher and student means) and the two costs correlate r_ab: the normal
-    approximation of Steiger's (1980) z, whose noncentrality is (z_a - z_b) sqrt((n - 3) / (2 - 2c))."""
-    from scipy.stats import norm
-
-    if n <= 3:
-        return NAN
-    r23 = r_ab if math.isfinite(r_ab) else 0.0  # unknown: as if independent (conservative for r_ab > 0)
-    rbar = (rho_a + rho_b) / 2
-    psi = r23 * (1 - 2 * rbar**2) - 0.5 * rbar**2 * (1 - 2 * rbar**2 - r23**2)
-    c = psi / (1 - rbar**2) ** 2
-    if c >= 1:
-        return NAN
-    ncp = (math.atanh(rho_a) - math.atanh(rho_b)) * math.sqrt((n - 3) / (2 - 2 * c))
-    crit = norm.ppf(1 - alpha / 2)
-    return float(norm.sf(crit - ncp) + norm.cdf(-crit - ncp))
 
 
 LINK_ROLES = ("student", "rl")  # models compared with their teacher and base; rl never pooled with students
@@ -353,30 +304,6 @@ def family_table(items: pl.DataFrame, models: pl.DataFrame, power_threshold: flo
                               q_vs_base=pl.Series(q[table.height:], dtype=pl.Float64))
 
 
-def paired_test(a: Sequence[float], b: Sequence[float]) -> Dict[str, Any]:
-    """Paired t test (and Wilcoxon) of a - b over the pairs where both are defined."""
-    from scipy.stats import ttest_rel, wilcoxon
-
-    pairs = np.array([(x, y) for x, y in zip(a, b) if x is not None and y is not None
-                      and np.isfinite(x) and np.isfinite(y)], float).reshape(-1, 2)
-    n = len(pairs)
-    out = {"n_pairs": n, "mean_a": NAN, "mean_b": NAN, "mean_diff": NAN, "t": NAN, "df": n - 1, "p": NAN,
-           "wilcoxon_p": NAN, "note": None}
-    if n == 0:
-        out["note"] = "no pair with both r defined"
-        return out
-    diff = pairs[:, 0] - pairs[:, 1]
-    out.update(mean_a=float(pairs[:, 0].mean()), mean_b=float(pairs[:, 1].mean()), mean_diff=float(diff.mean()))
-    if n < 2:
-        out["note"] = "one pair: a t test needs at least 2"
-    elif stats.is_constant(diff):
-        out["note"] = "every pair differs by the same amount: the t test is undefined"
-    else:
-        res = ttest_rel(pairs[:, 0], pairs[:, 1])
-        out.update(t=float(res.statistic), p=float(res.pvalue))
-        if np.any(diff != 0):
-            out["wilcoxon_p"] = float(wilcoxon(diff).pvalue)
-    return out
 
 
 def zoo_paired_tests(families: pl.DataFrame) -> Dict[str, Dict[str, Any]]:
@@ -441,159 +368,38 @@ def _ratio_note(which: str, other: Optional[str], means: Optional[tuple]) -> Opt
     return None
 
 
-def geometric_mean(values: Sequence[Optional[float]]) -> float:
-    vals = np.array([v for v in values if v is not None and np.isfinite(v) and v > 0], float)
-    return float(np.exp(np.log(vals).mean())) if vals.size else NAN
 
 
 def elasticity(items: pl.DataFrame) -> pl.DataFrame:
     """Slope of log tokens on log human RT per model x task: how much cost grows with difficulty
     (1 = proportional). RT measures only: an error rate has no meaningful log."""
-    from scipy.stats import linregress
-
     rows = []
     rt_items = items.filter(pl.col("measure").is_in(list(RT_MEASURES)) & (pl.col("human_difficulty") > 0))
     for (model, task), cell in rt_items.partition_by("model", "task", as_dict=True).items():
-        x, y = np.log(cell["human_difficulty"].to_numpy()), cell["log_cost"].to_numpy()
-        defined = np.isfinite(y)
-        x, y = x[defined], y[defined]
-        note = (f"{len(x)} item(s) with a complete cost: a slope needs 3" if len(x) < 3
-                else "human RT is constant over the items" if np.ptp(x) == 0
-                else "the cost is constant over the items" if np.ptp(y) == 0 else None)
-        fit = linregress(x, y) if note is None else None
-        rows.append({"model": model, "task": task, "n": len(x), "slope": fit.slope if fit else NAN,
-                     "slope_se": fit.stderr if fit else NAN, "r2": fit.rvalue**2 if fit else NAN, "note": note})
+        rows.append({"model": model, "task": task,
+                     **regression.elasticity(cell["human_difficulty"].to_numpy(), cell["log_cost"].to_numpy())})
     return pl.DataFrame(rows, schema={"model": pl.Utf8, "task": pl.Utf8, "n": pl.Int64, "slope": pl.Float64,
                                       "slope_se": pl.Float64, "r2": pl.Float64, "note": pl.Utf8}).sort("model", "task")
 
 
-def js_bins(pooled: np.ndarray) -> np.ndarray:
-    """Shared bin edges from the pooled sample: Freedman-Diaconis width, between 2 and
-    sqrt(n) bins (more bins than that leave most of them empty at the item counts of a task)."""
-    n = pooled.size
-    low, high = float(pooled.min()), float(pooled.max())
-    iqr = float(np.subtract(*np.percentile(pooled, [75, 25])))
-    width = 2 * iqr / n ** (1 / 3) if iqr > 0 else (high - low)
-    k = int(np.clip(math.ceil((high - low) / width) if width > 0 else 2, 2, max(2, math.floor(math.sqrt(n)))))
-    return np.linspace(low, high, k + 1)
 
 
-def js_divergence(p_samples: np.ndarray, q_samples: np.ndarray, edges: Optional[np.ndarray] = None) -> float:
-    """Jensen-Shannon divergence (bits, 0..1) between two samples' histograms over shared bins.
-    Unlike KL it needs no smoothing constant (the mixture is positive wherever either is), is
-    symmetric and bounded, so 0.2 means the same at any item count."""
-    p_samples, q_samples = np.asarray(p_samples, float), np.asarray(q_samples, float)
-    if p_samples.size == 0 or q_samples.size == 0:
-        return NAN
-    if edges is None:
-        edges = js_bins(np.concatenate([p_samples, q_samples]))
-    if edges[-1] <= edges[0]:
-        return 0.0  # both samples are one and the same value
-    p = np.histogram(np.clip(p_samples, edges[0], edges[-1]), edges)[0].astype(float)
-    q = np.histogram(np.clip(q_samples, edges[0], edges[-1]), edges)[0].astype(float)
-    p, q = p / p.sum(), q / q.sum()
-    m = (p + q) / 2
-
-    def kl(a: np.ndarray) -> float:
-        nz = a > 0
-        return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
-
-    return max(0.0, (kl(p) + kl(q)) / 2)
 
 
-def _js_rows(p_bins: np.ndarray, q_bins: np.ndarray, k: int) -> np.ndarray:
-    """js_divergence for many resamples at once: p_bins, q_bins are (resamples, n) bin indices."""
-    rows = np.arange(p_bins.shape[0])[:, None] * k
-    p = np.bincount((rows + p_bins).ravel(), minlength=rows.size * k).reshape(-1, k).astype(float)
-    q = np.bincount((rows + q_bins).ravel(), minlength=rows.size * k).reshape(-1, k).astype(float)
-    p /= p.sum(axis=1, keepdims=True)
-    q /= q.sum(axis=1, keepdims=True)
-    m = (p + q) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum(axis=1)
-        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum(axis=1)
-    return np.maximum(0.0, (kl_p + kl_q) / 2)
 
 
-def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """np.histogram's bins (the last one closed) as an index per value."""
-    return np.clip(np.searchsorted(edges, np.clip(values, edges[0], edges[-1]), side="right") - 1, 0, len(edges) - 2)
 
 
-def js_bootstrap_ci(p_samples: np.ndarray, q_samples: np.ndarray, *, n_boot: int = 500, ci: float = 0.95,
-                    seed: int = 0) -> tuple[float, float]:
-    """Percentile CI of js_divergence, resampling items (paired: the two samples are the same
-    items) with the bins of the full sample held fixed."""
-    n = len(p_samples)
-    if n < MIN_EFFORT_ITEMS or n_boot < 1:
-        return NAN, NAN
-    edges = js_bins(np.concatenate([p_samples, q_samples]))
-    if edges[-1] <= edges[0]:
-        return 0.0, 0.0
-    p_bin, q_bin = _bin_index(p_samples, edges), _bin_index(q_samples, edges)
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-    values = _js_rows(p_bin[idx], q_bin[idx], len(edges) - 1)
-    alpha = (1 - ci) / 2
-    low, high = np.quantile(values, [alpha, 1 - alpha])
-    return float(low), float(high)
 
 
-JS_PERMUTATIONS = 2000  # Monte Carlo SE of p near .05: sqrt(.05 * .95 / 2000) = .0049 (200 gave .015)
 
 
-def js_permutation_p(p_samples: np.ndarray, q_samples: np.ndarray, *, n_perm: int = JS_PERMUTATIONS,
-                     seed: int = 0) -> float:
-    """P-value of js_divergence against exchangeability: each item's two values swapped at
-    random, (1 + #{null >= observed}) / (1 + n_perm). A bootstrap CI of a divergence never reaches
-    0 (the plug-in estimate is biased up), so this, not the CI, says whether the two allocations
-    differ beyond chance at this item count. Its Monte Carlo SE is permutation_mc_se(p, n_perm)."""
-    n = len(p_samples)
-    if n < MIN_EFFORT_ITEMS or n_perm < 1:
-        return NAN
-    edges = js_bins(np.concatenate([p_samples, q_samples]))
-    if edges[-1] <= edges[0]:
-        return 1.0
-    k = len(edges) - 1
-    p_bin, q_bin = _bin_index(p_samples, edges), _bin_index(q_samples, edges)
-    observed = _js_swapped(p_bin, q_bin, k, np.zeros((1, n), bool))[0]
-    rng = np.random.default_rng(seed)
-    # one random bit per item and permutation: np.unpackbits of random bytes, 20x cheaper than random() < .5
-    bits = np.frombuffer(rng.bytes(n_perm * ((n + 7) // 8)), np.uint8).reshape(n_perm, -1)
-    swap = np.unpackbits(bits, axis=1, count=n).view(bool)
-    null = _js_swapped(p_bin, q_bin, k, swap)
-    return float((1 + np.sum(null >= observed - 1e-12)) / (n_perm + 1))
 
 
-def permutation_mc_se(p: float, n_perm: int) -> float:
-    """Monte Carlo standard error of a permutation p from n_perm random permutations,
-    sqrt(p (1 - p) / n_perm): how far another seed's p would typically be."""
-    if p is None or not math.isfinite(p) or n_perm < 1:
-        return NAN
-    return math.sqrt(p * (1 - p) / n_perm)
 
 
-def _js_swapped(p_bin: np.ndarray, q_bin: np.ndarray, k: int, swap: np.ndarray) -> np.ndarray:
-    """js_divergence after swapping each item's two values where swap (permutations, n) is True.
-
-    Only bin counts matter: swapping item i moves one count from bin p_bin[i] to q_bin[i] in p and
-    back in q (one small matrix product over the items whose bins differ), and with c log2 c
-    tabulated, JS = 1 + (F(p) + F(q) - F(p + q)) / (2n), F(c) = sum c log2 c: p + q never changes."""
-    n = p_bin.size
-    p_count = np.bincount(p_bin, minlength=k)
-    q_count = np.bincount(q_bin, minlength=k)
-    moves = np.flatnonzero(p_bin != q_bin)
-    step = np.zeros((moves.size, k), np.float32)  # counts up to n: exact in float32
-    step[np.arange(moves.size), q_bin[moves]] += 1
-    step[np.arange(moves.size), p_bin[moves]] -= 1
-    moved = np.rint(swap[:, moves].astype(np.float32) @ step).astype(np.int64)
-    c = np.arange(2 * n + 1, dtype=float)
-    clog = c * np.log2(np.where(c > 0, c, 1.0))
-    both = clog[p_count + q_count].sum()
-    value = 1.0 + (clog[p_count + moved].sum(axis=1) + clog[q_count - moved].sum(axis=1) - both) / (2 * n)
-    return np.maximum(0.0, value)
 
 
-MIN_EFFORT_ITEMS = 5  # a distribution of relative effort over fewer items is not one
 
 
 def relative_effort(items: pl.DataFrame, models: pl.DataFrame, *, n_boot: int = 500, n_perm: int = JS_PERMUTATIONS,
@@ -626,14 +432,7 @@ def relative_effort(items: pl.DataFrame, models: pl.DataFrame, *, n_boot: int = 
             elif not (np.isfinite(t_cost).all() and np.isfinite(s_cost).all()) or t_cost.mean() <= 0:
                 row["note"] = "the teacher's mean cost is zero or undefined: no relative effort"
             else:
-                scale = t_cost.mean()
-                t_rel, s_rel = np.log1p(t_cost / scale), np.log1p(s_cost / scale)
-                low, high = js_bootstrap_ci(t_rel, s_rel, n_boot=n_boot, seed=seed)
-                row.update(effort_mean=float((s_cost / scale).mean()), effort_sd=float((s_cost / scale).std()),
-                           teacher_effort_sd=float((t_cost / scale).std()),
-                           js_teacher_student=js_divergence(t_rel, s_rel), js_ci_low=low, js_ci_high=high,
-                           js_p=js_permutation_p(t_rel, s_rel, n_perm=n_perm, seed=seed), js_n_perm=n_perm)
-                row["js_p_mc_se"] = permutation_mc_se(row["js_p"], n_perm)
+                row.update(effort_divergence(t_cost, s_cost, n_boot=n_boot, n_perm=n_perm, seed=seed))
             rows.append(row)
     return pl.DataFrame(rows, schema={"student": pl.Utf8, "teacher": pl.Utf8, "task": pl.Utf8, "n_items": pl.Int64,
                                       "effort_mean": pl.Float64, "effort_sd": pl.Float64,
@@ -645,8 +444,6 @@ def relative_effort(items: pl.DataFrame, models: pl.DataFrame, *, n_boot: int = 
 def inverse_efficiency(alignment: pl.DataFrame, models: pl.DataFrame) -> tuple[pl.DataFrame, Dict[str, float]]:
     """Mean tokens / accuracy per student x task and its base's, and the student-on-base
     regression (the "linear inflation law"). Cells with zero accuracy have no IE and are dropped."""
-    from scipy.stats import linregress
-
     ie = {(r["model"], r["task"]): (r["tokens_mean"] / r["accuracy"] if r["accuracy"] else None)
           for r in alignment.iter_rows(named=True)}
     rows = [{"student": m["model"], "role": m["role"], "base": m["base"], "task": task, "ie_student": value,
@@ -661,8 +458,7 @@ def inverse_efficiency(alignment: pl.DataFrame, models: pl.DataFrame) -> tuple[p
     fit = {"n": usable.height, "slope": NAN, "intercept": NAN, "r2": NAN, "p": NAN,
            "dropped_cells": students.height - usable.height, "note": None}
     if usable.height >= 3 and not stats.is_constant(usable["ie_base"].to_numpy()):
-        res = linregress(usable["ie_base"].to_numpy(), usable["ie_student"].to_numpy())
-        fit.update(slope=float(res.slope), intercept=float(res.intercept), r2=float(res.rvalue**2), p=float(res.pvalue))
+        fit.update(regression.line(usable["ie_base"].to_numpy(), usable["ie_student"].to_numpy()))
     else:
         fit["note"] = (f"{usable.height} student/base cell(s) with accuracy > 0: the regression needs 3 with "
                        "different base IE")
@@ -700,7 +496,7 @@ def fingerprints(items: pl.DataFrame, min_coverage: float = 0.9) -> tuple[pl.Dat
                           "(censored, missing or constant within a task)")
     keep = [m for m in models if m not in dropped]
     wide = wide.select("task", "item_id", *keep).drop_nulls()
-    humans = (items.select("task", "item_id", "human_difficulty").unique(["task", "item_id"])
+    humans = (items.select("task", "item_id", "human_difficulty").unique(["task", "item_id"], maintain_order=True)
               .with_columns(human=z("human_difficulty", "task")).drop("human_difficulty"))
     return wide.join(humans, on=["task", "item_id"], how="left").sort("task", "item_id"), dropped
 
@@ -709,12 +505,7 @@ def rsa(fp: pl.DataFrame) -> pl.DataFrame:
     """Pairwise Pearson r between fingerprints (models and humans) over the items where all are
     defined (rsa_items says how many)."""
     cols = [c for c in fp.columns if c not in ("task", "item_id")]
-    data = rsa_rows(fp).select(cols).to_numpy().astype(float)
-    n = len(cols)
-    mat = np.full((n, n), NAN)
-    for i in range(n):
-        for j in range(i, n):
-            mat[i, j] = mat[j, i] = 1.0 if i == j else stats.pearson(data[:, i], data[:, j])[0]
+    mat = stats.pearson_matrix(rsa_rows(fp).select(cols).to_numpy().astype(float))
     return pl.DataFrame({"fingerprint": cols, **{c: mat[:, k] for k, c in enumerate(cols)}})
 
 
@@ -725,12 +516,6 @@ def rsa_rows(fp: pl.DataFrame) -> pl.DataFrame:
 
 # ---- 7. beyond the paper: wrong vs right, correct-only alignment ---------------------------------
 
-def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
-    """(mean a - mean b) / pooled SD."""
-    if len(a) < 2 or len(b) < 2:
-        return NAN
-    pooled = math.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
-    return float((a.mean() - b.mean()) / pooled) if pooled > 0 else NAN
 
 
 def wrong_vs_right(traces: pl.DataFrame) -> pl.DataFrame:
@@ -757,39 +542,13 @@ def wrong_vs_right(traces: pl.DataFrame) -> pl.DataFrame:
 def wrong_vs_right_fixed_effects(traces: pl.DataFrame, max_iter: int = 50, tol: float = 1e-10) -> pl.DataFrame:
     """Per task, over all models: log(1 + cost) = item effect + model effect + beta * wrong.
     beta is the log-cost premium of a wrong answer with item difficulty and model verbosity
-    held fixed (arXiv 2606.26502's design); d = beta / residual SD. Fitted by Frisch-Waugh-Lovell:
-    y and `wrong` are demeaned by item and by model alternately until stable (one pass suffices
-    for a balanced study), then beta = <w, y> / <w, w>."""
+    held fixed (arXiv 2606.26502's design); d = beta / residual SD (stats.regression.wrong_premium)."""
     rows = []
     for (task,), cell in traces.partition_by("task", as_dict=True).items():
         frame = cell.select(
             "model", "item_id", y=(pl.col("cost").cast(pl.Float64) + 1).log(), w=(~pl.col("correct")).cast(pl.Float64))
-        n_wrong = int(frame["w"].sum())
-        row = {"task": task, "n_traces": frame.height, "n_wrong": n_wrong, "beta": NAN, "se": NAN, "d": NAN,
-               "note": None}
-        if not frame["y"].is_finite().all():
-            row["note"] = "a NaN or infinite cost: no fit"
-        elif n_wrong == 0 or n_wrong == frame.height:
-            row["note"] = "no wrong trace" if n_wrong == 0 else "no right trace"
-        else:
-            for _ in range(max_iter):
-                before = frame.select("y", "w")
-                for group in ("item_id", "model"):
-                    frame = frame.with_columns(pl.col("y", "w") - pl.col("y", "w").mean().over(group))
-                change = float((frame.select("y", "w") - before).select(pl.all().abs().max()).max_horizontal()[0])
-                if change < tol:
-                    break
-            y, w = frame["y"].to_numpy(), frame["w"].to_numpy()
-            ww = float(w @ w)
-            dof = frame.height - 1 - cell["item_id"].n_unique() - cell["model"].n_unique() + 1
-            if ww > 1e-12 and dof > 0:
-                beta = float(w @ y) / ww
-                sigma2 = float(((y - beta * w) ** 2).sum()) / dof
-                row.update(beta=beta, se=math.sqrt(sigma2 / ww), d=beta / math.sqrt(sigma2) if sigma2 > 0 else NAN)
-            else:
-                row["note"] = ("wrongness is explained by the item and model effects (every item all wrong or all "
-                               "right for each model): no within variation" if ww <= 1e-12 else "no residual degrees of freedom")
-        rows.append(row)
+        rows.append({"task": task, "n_traces": frame.height, "n_wrong": int(frame["w"].sum()),
+                     **regression.wrong_premium(frame, max_iter=max_iter, tol=tol)})
     return pl.DataFrame(rows, schema={"task": pl.Utf8, "n_traces": pl.Int64, "n_wrong": pl.Int64, "beta": pl.Float64,
                                       "se": pl.Float64, "d": pl.Float64, "note": pl.Utf8}).sort("task")
 

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import polars as pl
 
-from cogdistill.report.build import Report
+from cogdistill.report.result import FIGURES_V2, Report
 
 ROLE_COLOURS = {"teacher": "#1b7837", "student": "#c0392b", "base": "#2166ac", "control": "#7f7f7f", "rl": "#8e44ad"}
 
@@ -348,18 +348,11 @@ def _nan(value) -> float:
     return float("nan") if value is None else float(value)
 
 
-FIGURES: Dict[str, Callable[[Report, Path], Path]] = {
-    "r_by_role.png": r_by_role, "family_slopes.png": family_slopes,
-    "rsa_heatmap.png": rsa_heatmap, "inflation_regression.png": inflation_regression,
-}
-
-
 def write_all(report: Report, folder: Path, scatter_pages: Optional[int] = MAX_PAGES,
               scatter: Optional[Callable[[], List[Path]]] = None) -> List[Path]:
     """Every figure; scatter_pages: how many pages of the scatter grid to draw (None: all);
     scatter: the scatter grid already under way (draw_in_background), waited for here."""
-    pngs = [draw(report, folder / name) for name, draw in FIGURES.items()]
-    if report.effort_levels:  # only a study with an effort factor has this figure
-        pngs.append(effort_levels(report, folder / "effort.png"))
+    # each analysis's figures (cogdistill.report.catalogue), in version 2's order (result.FIGURES_V2)
+    pngs = [draw(report, folder / name) for a in report.shown(FIGURES_V2) for name, draw in a.figures]
     scatter_pngs = scatter() if scatter else scatter_grid(report, folder / "scatter_grid.png", scatter_pages)
     return scatter_pngs + pngs

@@ -45,7 +45,7 @@ def from_folder(folder: Path, plausible_rt: Optional[Mapping[str, Tuple[float, f
     folder = Path(folder)
     if not folder.is_dir():
         raise StudyError(f"{folder}: not a folder. Pass a folder holding traces/, humans.csv and models.csv "
-                         "(docs: 'The report'), or --experiment for an MLflow study.")
+                         "(docs: The comparison report, 'A study folder, and traces from elsewhere'), or --experiment for an MLflow study.")
     models = _read_table(_one_of(folder, "models", ("csv", "parquet")), {"model", "role"})
     _check_models(models)
     humans = _read_table(_one_of(folder, "humans", ("csv", "parquet")),
@@ -99,7 +99,7 @@ def _plausible_ranges(given: Optional[Mapping[str, Tuple[float, float]]], humans
 def _one_of(folder: Path, stem: str, exts) -> Path:
     path = _maybe_one_of(folder, stem, exts)
     if path is None:
-        raise StudyError(f"{folder}: no {stem}.csv or {stem}.parquet (docs: 'The report').")
+        raise StudyError(f"{folder}: no {stem}.csv or {stem}.parquet (docs: The comparison report, 'A study folder, and traces from elsewhere').")
     return path
 
 

@@ -23,7 +23,8 @@ Two models put those shared sources of variation in explicitly:
 
 Both are fitted by cogdistill.stats.mixed (the profiled criterion, a boundary-aware optimiser that
 checks its optimum, Satterthwaite's df); (a) is a mixed model whose residual variance is fixed at 1
-after whitening by 1/sqrt(v). This module builds the designs and reads the fits.
+after whitening by 1/sqrt(v). This module builds the designs and reads the fits; the fits, Wald tests
+and contrasts are cogdistill.stats.multilevel's.
 
 Both are pure functions over polars frames returning plain dicts (JSON-able). A number that
 cannot be estimated is NaN and the dict's `note` says why; degenerate input (one role, too few
@@ -32,7 +33,6 @@ cells, singular fits) never raises.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Sequence
 
@@ -40,10 +40,11 @@ import numpy as np
 import polars as pl
 
 from cogdistill.stats import mixed
+from cogdistill.stats.fisher import fisher_r, fisher_z
+from cogdistill.stats.multilevel import (contrast, covariance_correlation, finite_or_nan, lmm_fit_and_terms,
+                                         meta_reml, slope_contrasts, wald_test)
 
 NAN = float("nan")
-Z95 = 1.959963984540054  # qnorm(0.975), metafor's and lme4's normal intervals
-R_CLIP = 0.999999
 
 META_METHOD = ("REML, crossed random intercepts for model and task, known sampling variance 1/(n-3), "
                "as metafor::rma.mv(test = \"t\"): t tests and CIs on k - p df")
@@ -63,39 +64,14 @@ CONTRASTS: tuple[tuple[str, str, str], ...] = (
 MIN_CELLS = 3
 
 
-def _f(x) -> float:
-    return float(x) if x is not None and math.isfinite(float(x)) else NAN
 
 
-def _wald_test(est: float, se: float, df: float = NAN) -> dict:
-    """Wald test and 95% interval: against t(df) where df is given (finite, > 0), else the normal.
-    `z` is the statistic est / se either way (the key readers of report.json version 1 know); `df`
-    is NaN for a normal test. NaN throughout when the SE is not positive."""
-    from scipy import stats
-    df = _f(df)
-    if not (math.isfinite(est) and math.isfinite(se) and se > 0):
-        return {"estimate": _f(est), "se": _f(se), "z": NAN, "df": df, "p": NAN, "ci_low": NAN, "ci_high": NAN}
-    z = est / se
-    if math.isfinite(df) and df > 0:
-        p, crit = float(2 * stats.t.sf(abs(z), df)), float(stats.t.ppf(0.975, df))
-    else:
-        p, crit = float(2 * stats.norm.sf(abs(z))), Z95
-    return {"estimate": float(est), "se": float(se), "z": float(z), "df": df, "p": p,
-            "ci_low": float(est - crit * se), "ci_high": float(est + crit * se)}
 
 
 def _join(notes: Sequence[str]) -> str | None:
     return "; ".join(notes) if notes else None
 
 
-def one_blas_thread():
-    """The report's matrices are small: BLAS threads only contend (10x slower on 2 busy cores; the
-    bootstrap's product burned twice the CPU for no gain in wall time). build() runs under it."""
-    try:
-        from threadpoolctl import threadpool_limits
-        return threadpool_limits(1)
-    except ImportError:
-        return contextlib.nullcontext()
 
 
 # ---- (a) role contrasts: multilevel meta-analysis of Fisher-z ------------------------------------
@@ -109,12 +85,12 @@ def role_contrasts(cells: pl.DataFrame) -> dict:
         out["note"] = (f"{kept.height} usable cell(s) for {len(roles)} role(s): REML needs at least "
                        f"{MIN_CELLS} cells and more cells than roles")
         return out
-    y = np.arctanh(np.clip(kept["r"].to_numpy(), -R_CLIP, R_CLIP))
+    y = fisher_z(kept["r"].to_numpy())
     v = 1.0 / (kept["n"].to_numpy().astype(float) - 3.0)
     X = np.column_stack([(kept["role"] == role).to_numpy().astype(float) for role in roles])
     factors, notes = _meta_components(kept)
     try:
-        fit = _meta_reml(y, v, X, factors)
+        fit = meta_reml(y, v, X, factors)
     except (np.linalg.LinAlgError, ValueError) as exc:  # scipy's LinAlgError subclasses numpy's
         out["note"] = _join(notes + [f"REML fit failed: {exc}"])
         return out
@@ -200,39 +176,17 @@ def _meta_components(kept: pl.DataFrame) -> tuple[list[tuple[str, np.ndarray]], 
     return factors, notes
 
 
-def _meta_reml(y: np.ndarray, v: np.ndarray, X: np.ndarray, factors) -> dict:
-    """REML with known sampling variances, as an LMM with sigma = 1 after whitening by 1/sqrt(v).
-
-    With y* = y/sqrt(v), X* = X/sqrt(v), Z* = Z/sqrt(v): V = diag(v)^1/2 (I + Z*GZ*') diag(v)^1/2, so
-    -2 l_R = log|diag(v)| + log|A| + log|R_X|^2 + r2 (+ constants), A and R_X those of the LMM's
-    penalised least squares with Lambda = diag(sqrt(sigma2)); stats.mixed's fitter, so the cost of
-    an evaluation grows with cells x levels, not cells^3. Tests use t with k - p df (metafor's
-    test = "t", dfs = "residual"): with about ten models a normal z overstates the evidence.
-    """
-    w = 1.0 / np.sqrt(v)
-    terms = [mixed.Term(name, codes, w[:, None]) for name, codes in factors]
-    s0 = max(np.var(y) - v.mean(), 0.01) / max(len(terms), 1)  # a moment guess, split evenly
-    with one_blas_thread():
-        fit = mixed.fit(y * w, X * w[:, None], terms, known_scale=True, start=np.full(len(terms), s0 ** 0.5))
-    k, p = X.shape
-    ll = -0.5 * ((k - p) * math.log(2 * math.pi) - np.linalg.slogdet(X.T @ X)[1] + np.log(v).sum()
-                 + fit["deviance"])
-    theta = np.asarray(fit["theta"], float)
-    return {"sigma2": {t.name: float(theta[t.at] ** 2) for t in fit["terms"]}, "beta": fit["beta"],
-            "cov": fit["cov"], "loglik": float(ll), "converged": fit["converged"], "message": fit["message"],
-            "df": float(k - p)}
 
 
 def _role_estimate(est: float, se: float, df: float = NAN) -> dict:
-    t = _wald_test(est, se, df)
+    t = wald_test(est, se, df)
     return {"estimate": t["estimate"], "se": t["se"], "z": t["z"], "p": t["p"], "ci_low": t["ci_low"],
-            "ci_high": t["ci_high"], "df": t["df"], "r": math.tanh(t["estimate"]) if math.isfinite(t["estimate"]) else NAN,
-            "r_ci_low": math.tanh(t["ci_low"]) if math.isfinite(t["ci_low"]) else NAN,
-            "r_ci_high": math.tanh(t["ci_high"]) if math.isfinite(t["ci_high"]) else NAN}
+            "ci_high": t["ci_high"], "df": t["df"], "r": fisher_r(t["estimate"]), "r_ci_low": fisher_r(t["ci_low"]),
+            "r_ci_high": fisher_r(t["ci_high"])}
 
 
 def _undefined_contrast(note: str) -> dict:
-    return {**_wald_test(NAN, NAN), "p_holm": NAN, "r_a": NAN, "r_b": NAN, "r_diff": NAN, "note": note}
+    return {**wald_test(NAN, NAN), "p_holm": NAN, "r_a": NAN, "r_b": NAN, "r_diff": NAN, "note": note}
 
 
 def _meta_contrast(fit: dict, roles: list[str], a: str, b: str) -> dict:
@@ -242,9 +196,9 @@ def _meta_contrast(fit: dict, roles: list[str], a: str, b: str) -> dict:
         return _undefined_contrast(f"no usable cells of role(s) {', '.join(missing)}")
     c = np.zeros(len(roles))
     c[roles.index(a)], c[roles.index(b)] = 1.0, -1.0
-    est, se = float(c @ fit["beta"]), math.sqrt(max(float(c @ fit["cov"] @ c), 0.0))
+    est, se = contrast(fit["beta"], fit["cov"], c)
     r_a, r_b = math.tanh(fit["beta"][roles.index(a)]), math.tanh(fit["beta"][roles.index(b)])
-    return {**_wald_test(est, se, fit["df"]), "r_a": r_a, "r_b": r_b, "r_diff": r_a - r_b, "note": None}
+    return {**wald_test(est, se, fit["df"]), "r_a": r_a, "r_b": r_b, "r_diff": r_a - r_b, "note": None}
 
 
 # ---- (b) item-level mixed model --------------------------------------------------------------
@@ -276,7 +230,7 @@ def start_item_mixed_model(items: pl.DataFrame, *, max_rows: int | None = None, 
     if reason:
         out["note"] = _join(notes + [reason])
         return lambda: out
-    fitting = fit_in(_lmm_fit_and_terms, df["log_cost"].to_numpy(), X, terms)
+    fitting = fit_in(lmm_fit_and_terms, df["log_cost"].to_numpy(), X, terms)
 
     def finish() -> dict:
         try:
@@ -385,7 +339,7 @@ def _lmm_undefined_reason(df: pl.DataFrame, X: np.ndarray) -> str | None:
 
 
 def _lmm_skeleton(df, roles, ref, names, n_input, n_no_human, subsampled, formula) -> dict:
-    undefined = _wald_test(NAN, NAN)
+    undefined = wald_test(NAN, NAN)
     others = [r for r in roles if r != ref]
     return {
         "fixed_effects": {name: dict(undefined) for name in names},
@@ -402,38 +356,18 @@ def _lmm_skeleton(df, roles, ref, names, n_input, n_no_human, subsampled, formul
     }
 
 
-def _lmm_fit_and_terms(y: np.ndarray, X: np.ndarray, terms: list[mixed.Term]) -> tuple[dict, list[mixed.Term]]:
-    """The REML fit and Satterthwaite's df of every fixed effect and role slope (in the fitting process:
-    the df need the criterion, which does not travel back from a forked child)."""
-    with one_blas_thread():
-        fit = mixed.fit(y, X, terms, reml=True)
-        p = X.shape[1]
-        contrasts = np.vstack([np.eye(p), _slope_contrasts(p)]) if p else np.zeros((0, 0))
-        fit["df"] = mixed.satterthwaite_df(fit, contrasts) if p else np.zeros(0)
-    fit.pop("criterion")
-    return fit, fit["terms"]
 
 
-def _slope_contrasts(p: int) -> np.ndarray:
-    """Rows picking each role's hd_z slope: hd_z (the reference role), then hd_z + hd_z:role[r]. In
-    _fixed_design's layout the interactions are the last (p - 2) / 2 columns."""
-    n_other = (p - 2) // 2
-    rows = [np.eye(p)[1]]
-    for k in range(n_other):
-        c = np.eye(p)[1].copy()
-        c[2 + n_other + k] = 1.0
-        rows.append(c)
-    return np.array(rows)
 
 
 def _fill_lmm(out: dict, fit: dict, names, roles, ref, terms, notes: list[str]) -> None:
     s2, cov, beta, df = fit["sigma2"], fit["cov"], fit["beta"], fit["df"]
     p = len(names)
     for j, name in enumerate(names):
-        out["fixed_effects"][name] = _wald_test(beta[j], math.sqrt(cov[j, j]), df[j])
+        out["fixed_effects"][name] = wald_test(beta[j], math.sqrt(cov[j, j]), df[j])
     others = [r for r in roles if r != ref]
-    for k, (role, c) in enumerate(zip([ref, *others], _slope_contrasts(p))):
-        out["role_slopes"][role] = _wald_test(float(c @ beta), math.sqrt(max(float(c @ cov @ c), 0.0)), df[p + k])
+    for k, (role, c) in enumerate(zip([ref, *others], slope_contrasts(p))):
+        out["role_slopes"][role] = wald_test(*contrast(beta, cov, c), df[p + k])
         if role != ref:
             out["slope_differences"][role] = out["fixed_effects"][f"hd_z:role[{role}]"]
     from cogdistill.stats.effort import holm
@@ -448,8 +382,8 @@ def _fill_lmm(out: dict, fit: dict, names, roles, ref, terms, notes: list[str]) 
         notes.append(f"optimiser did not converge: {fit['message']}")
     for name, S in mixed.term_covariances(fit).items():
         if name == "model":
-            corr = S[0, 1] / math.sqrt(S[0, 0] * S[1, 1]) if S[0, 0] > 0 and S[1, 1] > 0 else NAN
-            out.update(var_model_intercept=float(S[0, 0]), var_model_slope=float(S[1, 1]), corr_model=_f(corr))
+            corr = covariance_correlation(S)
+            out.update(var_model_intercept=float(S[0, 0]), var_model_slope=float(S[1, 1]), corr_model=finite_or_nan(corr))
             if not math.isfinite(corr):
                 notes.append("corr_model undefined: a model variance component is estimated at 0")
         else:

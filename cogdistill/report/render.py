@@ -9,7 +9,7 @@ from typing import Dict, List, Optional
 
 import polars as pl
 
-from cogdistill.report.build import Report
+from cogdistill.report.result import MARKDOWN_V2, Report
 
 
 @dataclass
@@ -192,7 +192,7 @@ def multilevel_sections(report: Report) -> List[Section]:
     return out
 
 
-def family_sections(report: Report) -> List[Section]:
+def family_section(report: Report) -> Section:
     def vs(r: dict, label: str) -> str:
         if not r[label]:
             return "-"
@@ -202,20 +202,22 @@ def family_sections(report: Report) -> List[Section]:
 
     rows = [[r["student"], r["role"], r["task"], fmt(r["r_student"]), vs(r, "teacher"), vs(r, "base"), r["note"] or ""]
             for r in report.families.iter_rows(named=True)]
-    out = [Section(
+    return Section(
         "Collapse and negative transfer: student vs teacher and vs base, Williams' t on the items both have",
         ["student", "role", "task", "r (all items)", "vs teacher", "vs base", "note"], rows,
         "Each comparison: the student's r and the other's on their shared items; q: BH over every Williams' test; "
-        "underpowered: below 80% power to detect the paper's 0.64 vs 0.34 at that size.")]
+        "underpowered: below 80% power to detect the paper's 0.64 vs 0.34 at that size.")
+
+
+def paired_section(report: Report) -> Section:
     tests = [(name, t) for name, t in report.paired.items() if t["n_pairs"]]
-    out.append(Section(
+    return Section(
         "Across the zoo: paired t over cells (distilled students = the paper's test; rl models apart)",
         ["comparison", "pairs", "mean diff", "t", "df", "p", "note"],
         [[t["label"], str(t["n_pairs"]), fmt(t["mean_diff"]), fmt(t["t"]), str(t["df"]), fmt_p(t["p"]),
           t["note"] or ""] for _, t in tests],
         "The paper: students below their bases, t = -2.60, p = 0.011. Cells share models and tasks: these tests "
-        "treat them as independent and overstate the evidence."))
-    return out
+        "treat them as independent and overstate the evidence.")
 
 
 def effort_sections(report: Report) -> List[Section]:
@@ -262,27 +264,24 @@ def effort_sections(report: Report) -> List[Section]:
     ]
 
 
-def sections(report: Report, compact: bool = False) -> List[Section]:
-    roles = dict(zip(report.study.models["model"], report.study.models["role"]))
-    out = alignment_sections(report, compact)
-    out.extend(reliability_sections(report))
-    out.append(role_section(report))
-    out.append(Section(
+def precision_section(report: Report) -> Section:
+    return Section(
         "Precision per task: what its item count can show",
         ["task", "items", "median CI width", "min detectable |r| (80% power)", "power: teacher 0.64 vs student 0.34"],
         [[r["task"], str(r["n_items"]), fmt(r["median_ci_width"]), fmt(r["detectable_r"]),
           fmt(r["power_teacher_vs_student"]) + (" (underpowered)" if r["underpowered"] else "")]
          for r in report.precision.iter_rows(named=True)],
-        "Power for two models' r on the same items, their costs uncorrelated (the conservative case)."))
-    out.extend(family_sections(report))
-    out.extend(multilevel_sections(report))
-    out.extend(effort_sections(report))
+        "Power for two models' r on the same items, their costs uncorrelated (the conservative case).")
+
+
+def cargo_cult_section(report: Report) -> Section:
+    """Inflation, inverse efficiency, elasticity and the mean JSD in one table (the paper's claim)."""
     infl = report.inflation_summary
     ie = report.inverse_efficiency_fit
     js = report.relative_effort["js_teacher_student"].drop_nulls().drop_nans()
     el = report.elasticity.join(report.study.models.select("model", "role"), on="model", how="left")
     el_roles = el.group_by("role").agg(pl.col("slope").drop_nans().mean()).sort("role")
-    out.append(Section(
+    return Section(
         "Cargo cult: verbosity without difficulty tracking (distilled students)",
         ["measure", "value"],
         [["tokens student / base (geometric mean over cells, shared items)", fmt(infl["student_vs_base_geomean"])],
@@ -293,33 +292,45 @@ def sections(report: Report, compact: bool = False) -> List[Section]:
          ["inverse efficiency, student on base: slope", fmt(ie["slope"])],
          ["  intercept", fmt(ie["intercept"], 1)], ["  R^2", fmt(ie["r2"])], ["  cells", str(ie["n"])],
          *[[f"elasticity d log tokens / d log RT, {r['role']}", fmt(r["slope"])] for r in el_roles.iter_rows(named=True)]],
-        "The paper: students inflate tokens ~2.44x over their bases, linearly." + (f" IE: {ie['note']}." if ie.get("note") else "")))
-    out.extend(relative_effort_sections(report, compact))
+        "The paper: students inflate tokens ~2.44x over their bases, linearly." + (f" IE: {ie['note']}." if ie.get("note") else ""))
+
+
+def fingerprint_sections(report: Report) -> List[Section]:
+    roles = dict(zip(report.study.models["model"], report.study.models["role"]))
     rsa = report.rsa
-    if "human" in rsa.columns:
-        to_human = rsa.filter(pl.col("fingerprint") != "human").select("fingerprint", "human").sort("human", descending=True)
-        dropped = "; ".join(f"{m}: {why}" for m, why in report.fingerprints_dropped.items())
-        out.append(Section(
-            f"Difficulty fingerprints: RSA with humans over {report.rsa_items} items shared by "
-            f"{to_human.height} models",
-            ["model", "role", "r with human fingerprint"],
-            [[m, roles.get(m) or "?", fmt(v)] for m, v in to_human.iter_rows()],
-            ("Left out: " + dropped + ". " if dropped else "")
-            + "Full matrix: report.json `fingerprints.rsa` and figures/rsa_heatmap.png."))
-    fe = report.wrong_vs_right_fe
-    out.append(Section(
+    if "human" not in rsa.columns:
+        return []
+    to_human = rsa.filter(pl.col("fingerprint") != "human").select("fingerprint", "human").sort("human", descending=True)
+    dropped = "; ".join(f"{m}: {why}" for m, why in report.fingerprints_dropped.items())
+    return [Section(
+        f"Difficulty fingerprints: RSA with humans over {report.rsa_items} items shared by "
+        f"{to_human.height} models",
+        ["model", "role", "r with human fingerprint"],
+        [[m, roles.get(m) or "?", fmt(v)] for m, v in to_human.iter_rows()],
+        ("Left out: " + dropped + ". " if dropped else "")
+        + "Full matrix: report.json `fingerprints.rsa` and figures/rsa_heatmap.png.")]
+
+
+def wrong_vs_right_section(report: Report) -> Section:
+    return Section(
         "Beyond the paper: effort on wrong vs right answers (item and model fixed effects)",
         ["task", "traces", "wrong", "log-cost premium of wrong", "SE", "d", "note"],
         [[r["task"], str(r["n_traces"]), str(r["n_wrong"]), fmt(r["beta"], 3), fmt(r["se"], 3), fmt(r["d"]),
-          r["note"] or ""] for r in fe.iter_rows(named=True)],
-        "Positive: wrong answers cost more tokens than right ones on the same items. Per model: report.json."))
-    co = report.correct_only
-    out.append(Section(
+          r["note"] or ""] for r in report.wrong_vs_right_fe.iter_rows(named=True)],
+        "Positive: wrong answers cost more tokens than right ones on the same items. Per model: report.json.")
+
+
+def correct_only_section(report: Report) -> Section:
+    return Section(
         "Beyond the paper: alignment on correct traces only vs all traces",
         ["model", "task", "r all", "items", "r correct only", "items correct"],
         [[r["model"], r["task"], fmt(r["r_all"]), str(r["n_items"]), fmt(r["r_correct_only"]),
-          str(r["n_items_correct"] or 0)] for r in co.iter_rows(named=True)]))
-    return out
+          str(r["n_items_correct"] or 0)] for r in report.correct_only.iter_rows(named=True)])
+
+
+def sections(report: Report, compact: bool = False) -> List[Section]:
+    """Every analysis's sections, in report.md's order (result.MARKDOWN_V2, then the rest)."""
+    return [sec for a in report.shown(MARKDOWN_V2) if a.render for sec in a.render(report, compact)]
 
 
 def relative_effort_sections(report: Report, compact: bool = False) -> List[Section]:

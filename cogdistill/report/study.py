@@ -1,7 +1,7 @@
 """What a report reads: the traces, human difficulties and model roles of a study, from an MLflow
 experiment (the runs a sweep left) or from a folder.
 
-A folder holds (docs: "The report"):
+A folder holds (docs: The comparison report, "A study folder, and traces from elsewhere"):
   traces/*.parquet | *.jsonl   trace records: model, task, item_id, [sample_idx], cost (or the
                                column named by models.csv `cost`), correct, [censored, budget_hit,
                                cost_source]

@@ -1,2 +1,2 @@
-"""Statistics over traces and human data: alignment (correlation.py) and reliability / noise
-ceilings (reliability.py). Pure functions over frames and arrays."""
+"""Statistics over traces and human data: every formula of the package, pure functions over frames and
+arrays, one per quantity (the report selects the data and calls them). Modules: docs/development.md."""

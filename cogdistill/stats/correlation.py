@@ -24,6 +24,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import polars as pl
 
+# the Fisher-z means live in stats.fisher; named here too for this module's readers (report, tracking)
+from cogdistill.stats.fisher import fisher_mean, weighted_fisher_mean  # noqa: F401
+
 CENSORED_POLICIES = ("drop", "budget")
 MIN_CI_ITEMS = 4  # below this a bootstrap over items is degenerate (3 items: CI [r, 1.0])
 MAX_UNDEFINED_RESAMPLES = 0.01  # more resamples than this with a constant side: no CI
@@ -317,33 +320,19 @@ def bh_qvalues(pvalues: Sequence[Optional[float]]) -> List[float]:
     return q.tolist()
 
 
-def fisher_mean(rs: Sequence[float]) -> float:
-    """Mean of correlations through Fisher's z (NaNs ignored)."""
-    vals = np.asarray([r for r in rs if r is not None and np.isfinite(r)], float)
-    if vals.size == 0:
-        return math.nan
-    return float(np.tanh(np.arctanh(np.clip(vals, -0.999999, 0.999999)).mean()))
-
-
-def weighted_fisher_mean(rs: Sequence[float], ns: Sequence[int], ci: float = 0.95) -> Dict[str, float]:
-    """Inverse-variance weighted mean of Fisher z (weights n - 3, the inverse of z's sampling
-    variance) with its fixed-effect CI; cells with n < 4 or undefined r carry no weight."""
-    from scipy.stats import norm
-
-    pairs = [(r, n) for r, n in zip(rs, ns) if r is not None and np.isfinite(r) and n is not None and n > 3]
-    if not pairs:
-        return {"r": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n_cells": 0}
-    z = np.arctanh(np.clip([r for r, _ in pairs], -0.999999, 0.999999))
-    w = np.array([n - 3 for _, n in pairs], float)
-    mean, se = float((w * z).sum() / w.sum()), float(1 / math.sqrt(w.sum()))
-    half = norm.ppf(0.5 + ci / 2) * se
-    return {"r": math.tanh(mean), "ci_low": math.tanh(mean - half), "ci_high": math.tanh(mean + half),
-            "n_cells": len(pairs)}
-
-
 def plain_mean(rs: Sequence[float]) -> float:
     vals = [r for r in rs if r is not None and np.isfinite(r)]
     return float(np.mean(vals)) if vals else math.nan
+
+
+def pearson_matrix(data: np.ndarray) -> np.ndarray:
+    """Pearson r between every two columns of data (rows: units); 1 on the diagonal."""
+    n = data.shape[1]
+    mat = np.full((n, n), math.nan)
+    for i in range(n):
+        for j in range(i, n):
+            mat[i, j] = mat[j, i] = 1.0 if i == j else pearson(data[:, i], data[:, j])[0]
+    return mat
 
 
 def cross_task_r(per_task: Dict[str, pl.DataFrame]) -> float:

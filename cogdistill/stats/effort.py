@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from cogdistill.stats import correlation as stats
+from cogdistill.stats.fisher import R_CLIP, fisher_z
 
 NAN = float("nan")
 DEFAULT_LEVEL = "default"  # a models row without `effort`: the model's own default, no manipulation
@@ -132,8 +133,8 @@ def equal_r_test(costs: np.ndarray, difficulty: np.ndarray) -> Dict[str, Any]:
         out["note"] = "the cost (or human difficulty) is constant at some level: r is undefined"
         return out
     R = np.corrcoef(np.column_stack([costs, difficulty]), rowvar=False)
-    r = np.clip(R[:k, k], -0.999999, 0.999999)
-    z = np.arctanh(r)
+    r = np.clip(R[:k, k], -R_CLIP, R_CLIP)  # clipped before the pooled r too, as z is
+    z = fisher_z(r)
     rho = float(r.mean())  # Steiger's pooled r: the plain mean of the r's
     rjh = R[:k, :k]
     phi = (rjh * (1 - 2 * rho**2) - 0.5 * rho**2 * (1 - 2 * rho**2 - rjh**2)) / (1 - rho**2) ** 2

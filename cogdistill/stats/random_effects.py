@@ -15,6 +15,8 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+from cogdistill.stats.fisher import fisher_z
+
 NAN = float("nan")
 MIN_CELLS = 2  # tau^2 of one cell is not identifiable (metafor sets it to 0: the fixed-effect interval)
 
@@ -69,7 +71,7 @@ def random_effects_fisher_mean(rs: Sequence[float], ns: Sequence[int], ci: float
            "n_cells": len(pairs)}
     if len(pairs) < MIN_CELLS:
         return out
-    y = np.arctanh(np.clip([r for r, _ in pairs], -0.999999, 0.999999))
+    y = fisher_z([r for r, _ in pairs])
     v = np.array([1.0 / (n - 3) for _, n in pairs])
     tau2 = reml_tau2(y, v)
     w = 1.0 / (v + tau2)

@@ -1,6 +1,6 @@
 """From generated text to a trace record: reasoning/answer split, token counts, correctness.
 
-The split rule (docs: Concepts, "Traces"; each model's reasoning protocol, cogdistill.engines.protocols):
+The split rule (docs: Concepts, "What gets measured"; each model's reasoning protocol, cogdistill.engines.protocols):
 1. A server-provided reasoning field is the reasoning; the content is the answer.
 2. Else, with think tags: reasoning is the content between `<think>` (from the template or the
    model) and the first `think_end`; the answer is what follows (harmony: the analysis channel and
@@ -136,21 +136,14 @@ def trace_row(gen: Generation, *, tokenizer: Tokenizer, score: Callable[[str], S
     else:
         text = gen.text
         ids = list(gen.token_ids) if gen.token_ids is not None else tokenizer.encode(text, add_special_tokens=False)
-        if protocol.name == "harmony" and gen.token_ids is None:
-            raise ProtocolError("harmony output came as text without token ids, and its channel markers are special "
-                                "tokens the text has lost: start the server with `--reasoning-parser openai_gptoss` "
-                                "(it returns the analysis channel as reasoning) or set engine.request_token_ids=true.")
+        protocol.check_generation(text, gen.token_ids)
         split = protocol.split(text, ids, decode, gen.finish_reason, lambda t: score(t).start, plan)
         total = len(ids)
-        if protocol.name == "server_count":
-            server = usage.get("reasoning_tokens")
-            if server is None:
-                raise ProtocolError("protocol server_count: the server returned no usage.completion_tokens_details."
-                                    "reasoning_tokens; it does not report reasoning, so use protocol plain.")
-            split = Split("", text, int(server), split.answer_tokens, split.closed)
-            total, cost_source = int(server) + len(ids), "server"
-    scored = score(split.answer_text) if split.answer_text.strip() else Scored(None, None, False)
-    has_block = protocol.name != "plain" and plan.thinking  # else the response is the reasoning: any cut censors
+        server = protocol.server_cost(split, usage, ids)  # a server's count is the cost (protocol server_count)
+        if server is not None:
+            split, total, cost_source = server
+    scored = scored_answer(score, split.answer_text)
+    has_block = protocol.separates_reasoning and plan.thinking  # else the response is the reasoning: any cut censors
     finish, censored = censoring(gen.finish_reason, closed=split.closed, think_end="block" if has_block else None,
                                  total=total, max_tokens=max_tokens)
     server_count = usage.get("completion_tokens")  # absent for n > 1: then it is request_completion_tokens
@@ -168,6 +161,11 @@ def trace_row(gen: Generation, *, tokenizer: Tokenizer, score: Callable[[str], S
         "effort": plan.effort, "budget_hit": budget_hit if plan.budget is not None else None,
         "cost_source": cost_source,
     }
+
+
+def scored_answer(score: Callable[[str], Scored], answer: str) -> Scored:
+    """The answer scored by the task's scorer; an empty answer is wrong (nothing to score), for every source."""
+    return score(answer) if answer.strip() else Scored(None, None, False)
 
 
 # No count in a trace is larger: a request holds at most sampling.n (<= 1000) generations of

@@ -1,7 +1,8 @@
 """Replay: trace records produced elsewhere (a server log, another machine, an earlier run) enter
 the same analysis as generated ones.
 
-A record's cost comes from the first of these it has (docs: Models and engines, "Replay"):
+A record's cost comes from the first of these it has
+(docs: Models and engines, "Replay: analysing traces produced elsewhere"):
 1. `reasoning_tokens` + `answer_tokens`, taken as given;
 2. `reasoning_text` + `answer_text`, counted with the model's tokenizer;
 3. a raw `text`, split and counted by traces.trace_row exactly as for a live engine.
@@ -33,7 +34,7 @@ from cogdistill.traces.logs.convert import import_log
 from cogdistill.traces.logs.detect import detect
 from cogdistill.traces.logs.read import read_log
 from cogdistill.traces.records import (FAILED, TRACE_SCHEMA, censoring, count_tolerance, failed_row, failure_reason,
-                                       trace_row, traces_frame)
+                                       scored_answer, trace_row, traces_frame)
 
 COST_SOURCES = "`reasoning_tokens` + `answer_tokens`, or `reasoning_text` + `answer_text`, or `text`"
 KNOWN_COLUMNS = set(TRACE_SCHEMA) | {"text"}
@@ -218,7 +219,7 @@ def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, toke
     # for a model without one nothing tells a cut, and the record counts as stopped
     unknown = finish == UNKNOWN_FINISH
     if unknown:
-        finish = "length" if protocol_for(model).name != "plain" else "stop"
+        finish = "length" if protocol_for(model).separates_reasoning else "stop"
     prompt_tokens = _natural(file, where, rec, "prompt_tokens")
     latency = rec.get("latency_s")
     if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float))
@@ -238,7 +239,7 @@ def _costs(file: Path, where: str, rec: Dict[str, Any], model: ModelConfig, toke
                "answer_tokens": a_tok, "total_tokens": r_tok + a_tok, "prompt_tokens": prompt_tokens,
                "finish_reason": finish, "extracted_answer": None, "correct": None, "latency_s": latency}
         if answer is not None:  # scored as trace_row scores: an empty answer is wrong
-            scored = score(answer) if answer.strip() else Scored(None, None, False)
+            scored = scored_answer(score, answer)
             row.update(extracted_answer=scored.answer, correct=scored.correct)
         return row
 

@@ -95,13 +95,13 @@ class CachedGenerations:
 
     def __init__(self, cache: GenerationCache, *, weights: str, engine: str, engine_version: str,
                  job: Config, max_tokens: int, sampling: Optional[SamplingConfig] = None, effort: Optional[str] = None):
-        self.cache, self._max_tokens, self._sampling = cache, max_tokens, sampling or job.sampling
+        self.cache, self.max_tokens, self._sampling = cache, max_tokens, sampling or job.sampling
         self._fixed = dict(weights=weights, engine=engine, engine_version=engine_version, effort=effort)
 
     def key(self, rendered: str, sample: int) -> str:
         s = self._sampling
         return generation_key(**self._fixed, prompt=rendered, temperature=s.temperature, top_p=s.top_p,
-                              seed=s.seed, max_tokens=self._max_tokens, sample_idx=sample)
+                              seed=s.seed, max_tokens=self.max_tokens, sample_idx=sample)
 
     def get(self, rendered: str) -> Optional[List[Generation]]:
         """All sampling.n generations of a prompt, or None when any is missing."""
@@ -199,7 +199,7 @@ class GeneratedTraces:
         if todo:
             live = self._lazy.get()  # loading is timed apart from generating
             began = time.perf_counter()
-            live.generate(todo, sampling, cache._max_tokens, on_result)
+            live.generate(todo, sampling, cache.max_tokens, on_result)  # the budget the keys were made with
             self.stats.generate_seconds += time.perf_counter() - began
         return generations
 

@@ -26,7 +26,8 @@ class TrackingError(CogdistillError):
 
 # MLflow's own defaults retry an unanswered HTTP call for about 4 minutes (7 retries, backoff factor
 # 2, 120 s per request): a server or its database that dies mid-run would hold a job that long. A
-# user who wants MLflow's patience sets these variables (docs/scale-out.md, "The store").
+# user who wants MLflow's patience sets these variables (docs/scale-out.md,
+# "Process boundaries: signals, sweeps, concurrent jobs, servers").
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 # MLflow logs a database error with its traceback (mlflow.store.db.utils) and each engine retry

@@ -339,7 +339,7 @@ def via_engine(case: Case, base_url: str, folder: Path) -> dict:
     tok = ModelTokenizer(cfg, weights, plan)
     settings = OpenAIEngineConfig(base_url=base_url, api_key_env=None, served_model="scripted", concurrency=1,
                                   timeout_s=120.0, max_retries=1, request_token_ids=True,
-                                  extra_body=dict(plan.request_fields))  # as job_plan.py passes effort
+                                  extra_body=dict(plan.request_fields))  # as job/plan.py passes effort
     return one_trace(OpenAIEngine(cfg, weights, settings), tok, cfg, plan, case)[1]
 
 

@@ -4,7 +4,7 @@ A reader (one module per format, registered in cogdistill.registry.LOG_FORMATS) 
 HarnessLog of LoggedSamples and stops with a LogFormatError (one message: the file, the sample, the
 fix) when the log cannot be read. It matches nothing to the task and counts nothing itself:
 cogdistill.traces.logs.convert matches items and chooses each record's cost, by one rule for all
-formats (docs: Harness logs):
+formats (docs: Bring your evaluation logs):
 
 1. the provider's count of reasoning tokens (`reasoning_tokens`), cost_source "provider";
 2. our count of the logged reasoning text (or of a raw generation split by the model's protocol)

@@ -1,5 +1,6 @@
 """A harness log's samples as cogdistill trace records (the replay schema): which task item each
-sample is, and where its reasoning cost comes from. One rule for every format (docs: Harness logs).
+sample is, and where its reasoning cost comes from. One rule for every format
+(docs: Bring your evaluation logs).
 
 Matching (engine.match, engine.id_field, engine.id_map): a sample's item is its log id, the log field
 id_field names, the id_map file's item for its log id, or (match=prompt) the task item whose prompt

@@ -1,5 +1,5 @@
-"""Inspect AI logs (.eval and .json; lighteval >= 0.12 writes these) as LoggedSamples (docs: Harness logs,
-Inspect).
+"""Inspect AI logs (.eval and .json; lighteval >= 0.12 writes these) as LoggedSamples
+(docs: Inspect AI).
 
 Read only through inspect_ai.log, never by unzipping: its reader knows every log version it wrote.
 A .eval log is streamed one sample at a time (events and store left unread: they are most of a sample

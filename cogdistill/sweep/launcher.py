@@ -27,7 +27,7 @@ The plugin class Hydra finds is hydra_plugins/cogdistill_launcher/process_launch
   such job, which lost every other job's outcome and stopped the sweep with a launcher error;
 - SLURM's warning signal (USR2, `signal_delay_s` before the time limit, or preemption) requeues the job
   (submitit's checkpoint) and stops it the cogdistill way (run KILLED); the requeued job resumes it;
-- each job asks for its model's resources, one array per resource class (cogdistill/slurm_sizing.py);
+- each job asks for its model's resources, one array per resource class (cogdistill/sweep/slurm_sizing.py);
   a job larger than a node of the partition is a FAILED return naming the route, never submitted;
 - SIGINT/SIGTERM of the launching command cancels (scancel) every array it submitted.
 """
@@ -213,7 +213,7 @@ def stop_workers(pool: ProcessPoolExecutor, grace_s: Optional[float] = None) -> 
 
 @dataclass
 class SlurmSizingConf:
-    """hydra.launcher.sizing: how each job's resources follow from its model (cogdistill/slurm_sizing.py)."""
+    """hydra.launcher.sizing: how each job's resources follow from its model (cogdistill/sweep/slurm_sizing.py)."""
     auto: bool = True  # false: every job gets the flat gpus_per_node / cpus_per_task / mem_gb / timeout_min
     tokens_per_s: float = 1000.0  # generated tokens per second of one job (vLLM batching), for its time limit
     margin: float = 1.5  # the time limit is the token budget's time times this, rounded up to a class
@@ -272,7 +272,7 @@ class SlurmLauncherImpl:
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         """hydra-submitit-launcher 1.2.0's BaseSubmititLauncher.launch, but each job sized for its model
-        and one array submitted per resource class (cogdistill/slurm_sizing.py), every job's outcome
+        and one array submitted per resource class (cogdistill/sweep/slurm_sizing.py), every job's outcome
         collected (slurm_return) instead of raising on the first job that left no result, and every
         array cancelled (scancel) when the launching command gets SIGINT/SIGTERM."""
         import os
@@ -326,7 +326,7 @@ class SlurmLauncherImpl:
         {position: reason} for the jobs that fit no node of the partition."""
         from omegaconf import open_dict
 
-        from cogdistill.slurm_sizing import node_shape, size_jobs, too_large
+        from cogdistill.sweep.slurm_sizing import node_shape, size_jobs, too_large
 
         if not sizing.get("auto", True):
             return [None] * len(job_overrides), {}
@@ -429,7 +429,7 @@ def slurm_return(job: Any, num: int, overrides: Sequence[str]):
         reason = (f"SLURM job {job.job_id} ended {job.state} without a result (scancel, a time limit, the node's "
                   "OOM killer or a lost node); finished generations are cached, re-run the sweep to resume"
                   f" (its log: {job.paths.stdout})")
-        # stopped from outside, not a bug and not bad input: the sweep exits 143 (cogdistill/sweep.py)
+        # stopped from outside, not a bug and not bad input: the sweep exits 143 (cogdistill/sweep/sweeper.py)
         return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED,
                          _return_value={"status": "FAILED", "error": reason, "bad_input": False, "stopped": True})
     reason += f" (its log: {job.paths.stdout})"

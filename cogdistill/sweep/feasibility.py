@@ -1,6 +1,6 @@
 """Can a job run where it is sent? Where its weights are, how much memory and how many GPUs it needs.
 
-The sweep's pre-flight (cogdistill.preflight) asks this for every job at once, before the first
+The sweep's pre-flight (cogdistill.sweep.preflight) asks this for every job at once, before the first
 starts: a 70B model on a 24 GB CPU machine, or a hub model on a machine without the hub, is named
 in seconds instead of failing after minutes of retries. The launcher (SLURM right-sizing) asks
 `estimate_job_resources` what to request for a job.
@@ -89,7 +89,7 @@ def estimate_job_resources(model_cfg: Any, engine: Optional[str] = None, setting
     """What a job of model_cfg (a ModelConfig, DictConfig or dict of a conf/model file) needs.
 
     engine: the engine that will run it (default: the model's `engine`, else vllm); settings: that
-    engine's settings (cogdistill.job_plan.engine_settings), else its defaults plus the model's
+    engine's settings (cogdistill.job.plan.engine_settings), else its defaults plus the model's
     engine_kwargs; max_tokens: the job's budget (default: the model's); batch: sequences held at
     once (default: transformers' batch_size, vLLM's max_num_seqs or 1: vLLM pages its KV cache and
     needs room for one whole sequence); on_gpu: default GPU for vllm, settings.device for transformers.

@@ -1,7 +1,7 @@
 """One job: a model over its tasks. config -> tasks -> trace source -> traces -> statistics -> MLflow run.
 
-job_plan.py decides what runs (config, engine, tasks), traces/source.py produces the traces,
-stats/ measures them, tracking/run_format.py writes the run, job_console.py prints the outcome.
+plan.py decides what runs (config, engine, tasks), traces/source.py produces the traces,
+stats/ measures them, tracking/run_format.py writes the run, console.py prints the outcome.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from cogdistill.engines import versions as engine_versions
 from cogdistill.engines.protocols import protocol_name
 from cogdistill.engines.weights import resolve_weights
 from cogdistill.exits import is_interrupt
-from cogdistill.job_console import print_plan, print_revision, print_summary, print_warnings
-from cogdistill.job_plan import JobPlan, plan_job
+from cogdistill.job.console import print_plan, print_revision, print_summary, print_warnings
+from cogdistill.job.plan import JobPlan, plan_job
 from cogdistill.registry import RT_MEASURES
 from cogdistill.stats import correlation as stats
 from cogdistill.stats import reliability

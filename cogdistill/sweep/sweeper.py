@@ -2,7 +2,7 @@
 
 cogdistill's Hydra sweeper (`hydra/sweeper=cogdistill`, the default in conf/config.yaml) is
 Hydra's basic sweeper with four promises added:
-1. every job is composed and validated before the first starts (cogdistill.preflight);
+1. every job is composed and validated before the first starts (cogdistill.sweep.preflight);
 2. one job's failure never stops the others: each job reports FINISHED or FAILED with its reason;
 3. the parent run ends FINISHED (all jobs finished), FAILED (with the failed jobs listed on it,
    as failed_jobs.csv) or KILLED (SIGINT/SIGTERM), never RUNNING;
@@ -67,7 +67,7 @@ PENDING_ERROR: Optional[BaseException] = None
 def run_task(cfg: DictConfig) -> Dict[str, Any]:
     """Hydra's task function. A single run raises (the command maps errors to exit codes); inside a
     sweep, a failing job prints its one line and returns FAILED so that the other jobs still run."""
-    from cogdistill.job import run_job
+    from cogdistill.job.run import run_job
 
     global PENDING_ERROR
     if not _in_multirun():
@@ -134,8 +134,8 @@ class SweepParent:
 
     def start(self) -> None:
         from cogdistill.tracking.run_format import Tag, sweep_tags
+        from cogdistill.tracking.leases import Lease
         from cogdistill.tracking.store import (
-            Lease,
             _client,
             _find_runs,
             artifact_root,
@@ -341,11 +341,11 @@ class ComposedOnce:
 
 
 def drop_infeasible(sweeper: Any, jobs: List[List[str]], validated: Dict[int, Any]) -> List[Any]:
-    """The pre-flight's feasibility check (cogdistill.preflight.check_feasibility): the table, then
+    """The pre-flight's feasibility check (cogdistill.sweep.preflight.check_feasibility): the table, then
     exit 2 before anything runs, or (sweep.skip_infeasible=true) the jobs that can run, renumbered,
     in the sweeper's batches and in `jobs`. Returns the skipped jobs (preflight.Fit)."""
     from cogdistill.console import console
-    from cogdistill.preflight import InfeasibleSweepError, check_feasibility, infeasible_message, print_fits
+    from cogdistill.sweep.preflight import InfeasibleSweepError, check_feasibility, infeasible_message, print_fits
     from cogdistill.registry import ENGINES
 
     if not any(ENGINES.spec(j.engine.name).source == "generate" if j.engine.name in ENGINES else True
@@ -377,7 +377,7 @@ def sweep(sweeper: Any, arguments: List[str]) -> SweepResult:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from cogdistill.console import console
-    from cogdistill.preflight import check_jobs, raise_for_problems
+    from cogdistill.sweep.preflight import check_jobs, raise_for_problems
 
     loader = sweeper.hydra_context.config_loader = ComposedOnce.wrap(sweeper.hydra_context.config_loader)
     params = sweeper._parse_config() + list(arguments)

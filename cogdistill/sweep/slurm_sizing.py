@@ -2,14 +2,14 @@
 from its model and its plan, and whether that fits one node of the partition.
 
 - GPUs: tensor_parallel_size x pipeline_parallel_size of the engine the job runs (a model file's
-  engine_kwargs included), as cogdistill.feasibility estimates them. Engines that load no weights
+  engine_kwargs included), as cogdistill.sweep.feasibility estimates them. Engines that load no weights
   here (sizing.weightless: replay, openai, dry) ask for none and keep the flat cpus_per_task / mem_gb.
 - CPUs: sizing.cpus_per_gpu per GPU. Memory: the estimated weights (GB) x sizing.mem_per_weight_gb
   (they pass through host memory), at least the flat mem_gb.
 - Time: the plan's token budget (items x samples x max_tokens over the job's tasks) at
   sizing.tokens_per_s, times sizing.margin, rounded up to a step of a few classes (so that jobs of
   similar size share one array), between min_timeout_min and max_timeout_min.
-Jobs with the same size form one resource class, submitted as one array (cogdistill/launcher.py).
+Jobs with the same size form one resource class, submitted as one array (cogdistill/sweep/launcher.py).
 A job larger than one node is not submitted: it is named with the route for such models.
 """
 
@@ -60,10 +60,10 @@ def sized_by_launcher(launcher_cfg: Any) -> bool:
 
 
 def job_needs(job: Any, engine: str, settings: Any, max_tokens: int, weightless: Sequence[str]) -> Tuple[int, float]:
-    """(GPUs, GB of host memory to load the weights) of one job, from cogdistill.feasibility's estimate.
+    """(GPUs, GB of host memory to load the weights) of one job, from cogdistill.sweep.feasibility's estimate.
     Engines in `weightless` (replay, openai, dry by default) need neither. Taken out of that list, a
     replayed job asks for what its model's own engine would (a rehearsal of a sweep's allocation)."""
-    from cogdistill.feasibility import estimate_job_resources
+    from cogdistill.sweep.feasibility import estimate_job_resources
 
     if engine in weightless:
         return 0, 0.0
@@ -89,7 +89,7 @@ def size_job(cfg: Any, sizing: Any, flat: Dict[str, Any], items_of) -> Tuple[str
     """(model name, its size) for one composed job config; items_of(task config) -> item count."""
     from cogdistill.config.validate import validate
     from cogdistill.engines.factory import resolve_engine_name
-    from cogdistill.job_plan import engine_settings
+    from cogdistill.job.plan import engine_settings
 
     job = validate(cfg)
     engine = resolve_engine_name(job.engine.name, job.model)

@@ -14,7 +14,7 @@ from cogdistill.config.schema import Config, ConfigError, cache_dir, model_file
 from cogdistill.config.validate import ENGINE_SCHEMAS, config_warnings, validate
 from cogdistill.console import console
 from cogdistill.engines.factory import resolve_engine_name
-from cogdistill.engines.protocols import EffortPlan, protocol_for, protocol_name
+from cogdistill.engines.protocols import EffortPlan, protocol_for
 from cogdistill.registry import ENGINES
 from cogdistill.tasks.load import Task, load_task
 from cogdistill.tracking.run_format import model_label
@@ -93,4 +93,4 @@ def cost_column(job: Config, effort: Optional[EffortPlan] = None) -> str:
     if job.analysis.cost != "auto":
         return job.analysis.cost
     thinking = effort.thinking if effort is not None else True
-    return "reasoning_tokens" if protocol_name(job.model) != "plain" and thinking else "total_tokens"
+    return "reasoning_tokens" if protocol_for(job.model).separates_reasoning and thinking else "total_tokens"

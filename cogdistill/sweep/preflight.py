@@ -52,11 +52,11 @@ def check_jobs(config_loader: Any, master_config: Any, jobs: Sequence[Sequence[s
 
 
 def check_effort(job: Any) -> None:
-    """The job's effort level mapped onto its model, as the job itself will (cogdistill.job_plan): a
+    """The job's effort level mapped onto its model, as the job itself will (cogdistill.job.plan): a
     level the model's protocol cannot apply raises the ConfigError the job would raise later."""
     from cogdistill.engines.factory import resolve_engine_name
     from cogdistill.engines.protocols import protocol_for
-    from cogdistill.job_plan import effort_settings, engine_settings
+    from cogdistill.job.plan import effort_settings, engine_settings
 
     effort = protocol_for(job.model).plan(job.effort)
     engine = resolve_engine_name(job.engine.name, job.model)
@@ -104,7 +104,7 @@ def check_feasibility(jobs: Dict[int, Any], shown: Sequence[Sequence[str]], laun
     """Every job's weights, memory and GPUs against what it will get; jobs: validated Configs by job
     number. The hub is probed once, with a short deadline, only when a job's weights are neither local
     nor cached."""
-    from cogdistill.feasibility import node_resources
+    from cogdistill.sweep.feasibility import node_resources
 
     node = node_resources(launcher_cfg if launcher_cfg is not None and "gpus_per_node" in launcher_cfg else None)
     if node.sized_per_job:  # on_gpu below: a sized SLURM job runs its vLLM on the GPUs it asks for
@@ -115,8 +115,8 @@ def check_feasibility(jobs: Dict[int, Any], shown: Sequence[Sequence[str]], laun
 
 def _fit(idx: int, shown: str, job: Any, node: Any, hub: Dict[str, bool]) -> Fit:
     from cogdistill.engines.factory import resolve_engine_name
-    from cogdistill.feasibility import estimate_job_resources
-    from cogdistill.job_plan import engine_settings
+    from cogdistill.sweep.feasibility import estimate_job_resources
+    from cogdistill.job.plan import engine_settings
     from cogdistill.registry import ENGINES
 
     model = job.model
@@ -128,15 +128,16 @@ def _fit(idx: int, shown: str, job: Any, node: Any, hub: Dict[str, bool]) -> Fit
         return Fit(idx, shown, model.name, "not needed", "-", "-")  # replay or plan: no model is loaded
     settings = engine_settings(engine, job)
     if engine == "openai":  # the server holds the model; one connection attempt per server and sweep
-        from cogdistill.feasibility import server_reachable
+        from cogdistill.sweep.feasibility import server_reachable
 
         from cogdistill.engines.protocols import protocol_name
+        from cogdistill.registry import PROTOCOLS
 
         url = settings.base_url
         if url not in hub:
             hub[url] = server_reachable(url)
         # the job counts tokens with the model's own tokenizer (hub or cache), unless the server counts them
-        tokenizer = "-" if protocol_name(model) == "server_count" else _weights_where(job, hub)
+        tokenizer = "-" if not PROTOCOLS.spec(protocol_name(model)).needs_tokenizer else _weights_where(job, hub)
         where = ("server" if hub[url] else "server down") + \
             (", no tokenizer" if tokenizer.startswith("absent") else "")
         fit = Fit(idx, shown, model.name, where, "-", "-")
